@@ -1,0 +1,123 @@
+"""What every network of the suite is: a plain `nn.Module` split timm's way.
+
+- ``forward_features(x)``: the last conv maps ``f`` (B, K, h, w);
+- ``forward_head(f)``: the logits (B, C);
+- ``forward(x) = forward_head(forward_features(x))``;
+- ``cam(f, classes)``: for networks whose head is a global pool then one linear layer
+  (``has_cam``), the class activation maps ``M_c = sum_k w_k^c f_k`` (no bias) for the
+  classes ``classes`` (B, J) -> (B, J, h, w). For ``pool="avg"`` the spatial mean of
+  ``M_c`` plus the bias ``b_c`` is exactly the logit of class ``c``.
+
+``new_layer_prefixes`` names the layers the surgery added (not in the pretrained
+network); they train at ``head_lr_mult`` times the base rate and are listed when
+pretrained weights are loaded. ``gradcam_layer`` is the module whose output Grad-CAM
+uses by default (the last conv maps, the output of ``forward_features``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+POOLS = ("avg", "max")
+
+
+class GlobalPool(nn.Module):
+    """Global average (GAP) or global max (GMP) pooling to (B, K)."""
+
+    def __init__(self, pool: str = "avg"):
+        super().__init__()
+        if pool not in POOLS:
+            from wsol.errors import WSOLError
+
+            raise WSOLError(f"unknown pool {pool!r}; valid: {', '.join(POOLS)} (set pool=avg or pool=max)")
+        self.pool = pool
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        if self.pool == "avg":
+            return f.mean(dim=(2, 3))
+        return f.amax(dim=(2, 3))
+
+    def extra_repr(self) -> str:
+        return self.pool
+
+
+class PooledLinearHead(nn.Module):
+    """Global pool, optional dropout, then one linear layer (or none: ``linear=False``
+    for networks such as NIN whose last conv map already has one channel per class)."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        pool: str = "avg",
+        dropout: float = 0.0,
+        linear: bool = True,
+    ):
+        super().__init__()
+        self.pool = GlobalPool(pool)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.fc = nn.Linear(in_channels, num_classes) if linear else None
+        if not linear and in_channels != num_classes:
+            raise ValueError(f"a head without a linear layer needs {num_classes} channels, got {in_channels}")
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        z = self.dropout(self.pool(f))
+        return self.fc(z) if self.fc is not None else z
+
+    def cam(self, f: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        """``M_c = sum_k w_k^c f_k`` for ``classes`` (B, J) -> (B, J, h, w)."""
+        if self.fc is None:
+            idx = classes[:, :, None, None].expand(-1, -1, f.shape[2], f.shape[3])
+            return torch.gather(f, 1, idx)
+        w = self.fc.weight[classes]  # (B, J, K)
+        return torch.einsum("bjk,bkhw->bjhw", w.to(f.dtype), f)
+
+    def bias(self, classes: torch.Tensor) -> torch.Tensor:
+        if self.fc is None or self.fc.bias is None:
+            return torch.zeros(classes.shape, dtype=torch.float32, device=classes.device)
+        return self.fc.bias[classes]
+
+
+class WSOLNet(nn.Module):
+    """Base class: subclasses set ``self.features`` (a module producing the last conv maps)
+    and ``self.head``; ``has_cam`` is True when the head is a `PooledLinearHead`."""
+
+    name: str = "wsolnet"
+    new_layer_prefixes: tuple[str, ...] = ("head.",)
+    #: input resolution the network is built for (224, or 227 for the AlexNets)
+    default_input_size: int = 224
+
+    features: nn.Module
+    head: nn.Module
+
+    @property
+    def has_cam(self) -> bool:
+        return isinstance(self.head, PooledLinearHead)
+
+    @property
+    def pool(self) -> str | None:
+        return self.head.pool.pool if self.has_cam else None
+
+    @property
+    def gradcam_layer(self) -> nn.Module:
+        """The module whose output Grad-CAM weighs by default: the one that makes the last
+        conv maps (after their ReLU), i.e. the output of ``forward_features``."""
+        return self.features
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+    def forward_head(self, f: torch.Tensor) -> torch.Tensor:
+        return self.head(f)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def cam(self, f: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        if not self.has_cam:
+            raise TypeError(f"{self.name} has no class activation map (its head is not a global pool and one linear layer); use localizer=gradcam or localizer=backprop")
+        return self.head.cam(f, classes)
+
+    def is_new_parameter(self, name: str) -> bool:
+        return name.startswith(self.new_layer_prefixes)

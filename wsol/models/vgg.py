@@ -1,0 +1,106 @@
+"""VGG16 (Simonyan & Zisserman, 2015) from torchvision, as the CAM paper uses it.
+
+- ``vgg16_gap``: VGG16's conv layers up to conv5_3 and its ReLU (``features.0`` ..
+  ``features.29``; pool5 and the fully connected layers removed), then a 3x3 conv of
+  1024 units, stride 1, pad 1 (``features.cam_conv``), ReLU, the global pool and one
+  linear layer (``head.fc``). 14x14 CAM at 224x224. ``dropout`` (default 0) is applied
+  to the pooled vector; the authors' released ``deploy_vgg16CAM.prototxt`` has 0.5 there.
+- ``vgg16``: the unmodified network with its fully connected head, for the paper's
+  classification rows. ``forward_features`` gives conv5_3's maps after their ReLU
+  (14x14 at 224); the head is pool5, torchvision's 7x7 adaptive average pool, flatten
+  and torchvision's classifier (``head.classifier.{0,3,6}``; the last Linear is new when
+  ``num_classes != 1000``). It has no CAM (``has_cam`` is False): use Grad-CAM or
+  Backprop. It accepts ``pool`` (every builder does) and ignores it.
+
+torchvision's layer indices are kept (``features.28`` is conv5_3 in both), so its
+state dicts map onto the kept layers one to one (see `wsol.models.weights`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torchvision.models import vgg16 as tv_vgg16
+
+from wsol.models.base import PooledLinearHead, WSOLNet
+from wsol.models.registry import register
+
+#: index of conv5_3's ReLU in torchvision's ``vgg16().features`` (30 is pool5)
+_CONV5_3_RELU = 29
+
+
+def _trunk() -> tuple[nn.Sequential, nn.Module]:
+    """torchvision's VGG16 conv layers up to conv5_3's ReLU, with their indices, and the
+    rest of the network (pool5, avgpool, classifier) as the torchvision module."""
+    tv = tv_vgg16(weights=None)
+    trunk = nn.Sequential()
+    for i in range(_CONV5_3_RELU + 1):
+        trunk.add_module(str(i), tv.features[i])
+    return trunk, tv
+
+
+def new_conv(cin: int, cout: int) -> nn.Conv2d:
+    """A 3x3, stride 1, pad 1 conv for the CAM surgery, He-initialised like googlenet.py."""
+    conv = nn.Conv2d(cin, cout, kernel_size=3, stride=1, padding=1)
+    nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+    nn.init.zeros_(conv.bias)
+    return conv
+
+
+class FCHead(nn.Module):
+    """The original head of VGG / AlexNet: the last max pool (pool5), torchvision's
+    adaptive average pool, flatten and the classifier; its last Linear is replaced by a
+    fresh one when ``num_classes`` differs from the classifier's output size."""
+
+    def __init__(self, pool5: nn.Module, avgpool: nn.Module, classifier: nn.Sequential, num_classes: int):
+        super().__init__()
+        self.pool5 = pool5
+        self.avgpool = avgpool
+        self.classifier = classifier
+        last = classifier[-1]
+        if not isinstance(last, nn.Linear):
+            raise TypeError(f"the classifier must end in a Linear layer, got {type(last).__name__}")
+        if last.out_features != num_classes:
+            fc = nn.Linear(last.in_features, num_classes)
+            nn.init.normal_(fc.weight, 0, 0.01)
+            nn.init.zeros_(fc.bias)
+            classifier[len(classifier) - 1] = fc
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.avgpool(self.pool5(f)), 1))
+
+
+class VGG16GAP(WSOLNet):
+    new_layer_prefixes = ("features.cam_conv.", "head.")
+
+    def __init__(self, num_classes: int, pool: str = "avg", cam_channels: int = 1024, dropout: float = 0.0):
+        super().__init__()
+        self.features, _ = _trunk()
+        self.features.add_module("cam_conv", new_conv(512, cam_channels))
+        self.features.add_module("cam_relu", nn.ReLU(inplace=True))
+        self.head = PooledLinearHead(cam_channels, num_classes, pool=pool, dropout=dropout)
+
+
+class VGG16(WSOLNet):
+    """The unmodified VGG16; ``head.classifier.6`` is new only when num_classes != 1000."""
+
+    new_layer_prefixes = ("head.classifier.6.",)
+
+    def __init__(self, num_classes: int, pool: str = "avg", dropout: float = 0.5):
+        super().__init__()
+        self.features, tv = _trunk()
+        for m in tv.classifier:
+            if isinstance(m, nn.Dropout):
+                m.p = float(dropout)
+        self.head = FCHead(tv.features[_CONV5_3_RELU + 1], tv.avgpool, tv.classifier, num_classes)
+
+
+@register("vgg16_gap")
+def vgg16_gap(num_classes: int, pool: str = "avg", **kw) -> VGG16GAP:
+    return VGG16GAP(num_classes, pool=pool, **kw)
+
+
+@register("vgg16")
+def vgg16(num_classes: int, pool: str = "avg", **kw) -> VGG16:
+    """``pool`` is accepted and ignored: the head is VGG16's own fully connected one."""
+    return VGG16(num_classes, pool=pool, **kw)
