@@ -1,0 +1,83 @@
+"""The embedded synthetic data set: deterministic, well-formed, a real localization task."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from wsol.data.synthetic import SyntheticWSOL, class_styles
+from wsol.errors import WSOLError
+
+
+def make(split="train", **kw):
+    kw.setdefault("image_size", 64)
+    kw.setdefault("train_size", 40)
+    kw.setdefault("val_size", 10)
+    kw.setdefault("test_size", 20)
+    return SyntheticWSOL(split, **kw)
+
+
+def test_same_seed_split_index_gives_the_same_image():
+    a, b = make(), make()
+    for i in (0, 7, 39):
+        ra, rb = a[i], b[i]
+        assert torch.equal(ra["image"], rb["image"])
+        assert torch.equal(ra["boxes"], rb["boxes"])
+        assert np.array_equal(ra["mask"], rb["mask"])
+        assert ra["label"] == rb["label"]
+
+
+def test_order_of_access_does_not_matter():
+    a, b = make(), make()
+    forward = [a[i]["image"] for i in range(5)]
+    backward = [b[i]["image"] for i in reversed(range(5))][::-1]
+    assert all(torch.equal(x, y) for x, y in zip(forward, backward))
+
+
+def test_seed_and_split_change_the_images():
+    base = make()[3]["image"]
+    assert not torch.equal(base, make(seed=1)[3]["image"])
+    assert not torch.equal(base, make("test")[3]["image"])
+
+
+def test_record_is_well_formed_and_box_is_the_mask_box():
+    ds = make(image_size=80)
+    for i in range(len(ds)):
+        r = ds[i]
+        assert r["image"].shape == (3, 80, 80) and r["image"].dtype == torch.float32
+        assert 0.0 <= float(r["image"].min()) and float(r["image"].max()) <= 1.0
+        assert r["size"] == (80, 80)
+        assert r["label"] == i % ds.num_classes
+        ys, xs = np.nonzero(r["mask"])
+        expected = [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+        assert r["boxes"].tolist() == [expected]
+
+
+def test_objects_are_neither_tiny_nor_frame_filling():
+    ds = make(image_size=96, train_size=200)
+    fractions = []
+    for i in range(len(ds)):
+        x0, y0, x1, y1 = ds[i]["boxes"][0].tolist()
+        fractions.append((x1 - x0) * (y1 - y0) / 96**2)
+    fractions = np.array(fractions)
+    assert 0.15 < fractions.mean() < 0.35
+    assert (fractions >= 0.5).mean() < 0.05  # the whole-image box rarely reaches IoU 0.5
+    assert fractions.min() > 0.03
+
+
+def test_classes_differ_in_the_part_and_are_balanced():
+    styles = class_styles(10)
+    assert len({(s.part_shape, round(s.part_hue, 3)) for s in styles}) == 10
+    ds = make(train_size=50)
+    counts = np.bincount([ds[i]["label"] for i in range(50)], minlength=10)
+    assert counts.tolist() == [5] * 10
+
+
+@pytest.mark.parametrize(
+    ("kw", "fragment"),
+    [({"num_classes": 1}, "num_classes"), ({"image_size": 16}, "image_size"), ({"test_size": 0}, "test_size")],
+)
+def test_bad_settings_are_one_line_errors(kw, fragment):
+    with pytest.raises(WSOLError, match=fragment):
+        make("test", **kw)
