@@ -14,7 +14,12 @@ class WSOLError(Exception):
     exit_code = 2
 
     def __init__(self, message: str):
-        super().__init__(" ".join(str(message).split()))
+        text = str(message)
+        # re-raised from a DataLoader worker: torch prefixes the worker's traceback;
+        # keep only the original one-line message
+        if "Original Traceback" in text and "WSOLError: " in text:
+            text = text.rsplit("WSOLError: ", 1)[1]
+        super().__init__(" ".join(text.split()))
 
 
 def where(path: object, line: int | None = None) -> str:

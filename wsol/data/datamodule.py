@@ -12,7 +12,6 @@ import math
 from collections.abc import Callable, Iterator, Sequence
 
 import pytorch_lightning as pl
-import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from wsol.data.record import collate
@@ -119,7 +118,9 @@ class WSOLDataModule(pl.LightningDataModule):
         ds = self.dataset("train")
         return self._loader(ds, self.batch_size, shuffle=True, drop_last=len(ds) > self.batch_size)
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self):
+        if self.splits["val"] is None:  # no val split: Lightning skips validation
+            return []
         ds = self.dataset("val")
         return self._loader(ds, self.eval_batch_size, shuffle=False, sampler=self._eval_sampler(ds))
 
