@@ -1,0 +1,170 @@
+"""The engine gives exactly the numbers of wsolevaluation's per-threshold cv2 loop
+(`wsol.protocols.reference`) on many random maps, and the contour-rect closed form it
+relies on holds."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from wsol.protocols.engine import (
+    box_correct_at_thresholds,
+    connected_regions,
+    contour_boxes,
+    pxap_edges,
+    pxap_from_histograms,
+    pxap_histograms,
+    region_rects,
+    threshold_list,
+)
+from wsol.protocols.reference import (
+    reference_box_correct,
+    reference_pxap,
+    reference_pxap_counts,
+    reference_pxap_histograms,
+)
+
+from .helpers import cam_map, gaussian_map, noise_map, plateau_map, random_gt
+
+IOUS = [0.3, 0.5, 0.7]
+
+
+def _maps_224(rng, n):
+    kinds = [gaussian_map, cam_map, plateau_map]
+    out = []
+    for i in range(n):
+        m = kinds[i % len(kinds)](rng)
+        if i % 4 == 3:
+            m = m * rng.uniform(0.3, 0.99)  # max < 1
+        out.append(m)
+    out.append(np.zeros((224, 224)))
+    out.append(np.full((224, 224), 0.7))
+    return out
+
+
+def _maps_small(rng, n):
+    out = []
+    for i in range(n):
+        h, w = int(rng.integers(3, 40)), int(rng.integers(3, 40))
+        kind = i % 3
+        if kind == 0:
+            m = noise_map(rng, h, w)
+        elif kind == 1:
+            m = np.round(noise_map(rng, h, w) * 4) / 4  # plateaus, holes
+        else:
+            m = cam_map(rng, h, w, side=int(rng.integers(2, 6)))
+        if i % 5 == 4:
+            m = m * rng.uniform(0.2, 0.99)
+        out.append(m)
+    return out
+
+
+def _check(maps, rng, interval):
+    thr = threshold_list(interval)
+    n_v1_fallback_levels = 0
+    for m in maps:
+        h, w = m.shape
+        gt = random_gt(rng, h, w)
+        v2, v1 = box_correct_at_thresholds(m, gt, thr, IOUS, largest_iou=0.5)
+        r2 = reference_box_correct(m, gt, thr, IOUS, multi_contour=True)
+        r1 = reference_box_correct(m, gt, thr, [0.5], multi_contour=False)[:, 0]
+        np.testing.assert_array_equal(v2, r2)
+        np.testing.assert_array_equal(v1, r1)
+        n_v1_fallback_levels += int((v1 != v2[:, 1]).sum())
+    return n_v1_fallback_levels
+
+
+def test_engine_equals_reference_interval_001_224():
+    rng = np.random.default_rng(1)
+    _check(_maps_224(rng, 30), rng, 0.01)
+
+
+def test_engine_equals_reference_interval_0001_224():
+    rng = np.random.default_rng(2)
+    _check(_maps_224(rng, 5), rng, 0.001)
+
+
+def test_engine_equals_reference_small_rough_maps():
+    rng = np.random.default_rng(3)
+    differing = _check(_maps_small(rng, 150), rng, 0.01)
+    differing += _check(_maps_small(rng, 12), rng, 0.001)
+    # the largest-contour (V1) answer really differs from the any-contour one here
+    assert differing > 0
+
+
+def test_gt_boxes_near_the_maps_boxes():
+    """GT boxes made from the map's own components, so that many IoUs sit near the
+    thresholds."""
+    rng = np.random.default_rng(4)
+    thr = threshold_list(0.01)
+    for _ in range(40):
+        m = cam_map(rng, 64, 80)
+        u8 = (m * 255).astype(np.uint8)
+        level = int(rng.integers(0, 255))
+        rects = contour_boxes(u8 > level, cv2.RETR_TREE)
+        if len(rects) == 0:
+            continue
+        x, y, w, h = rects[int(rng.integers(0, len(rects)))]
+        jitter = rng.integers(-3, 4, 4)
+        gt = np.array([[x, y, x + w, y + h]]) + jitter
+        gt = np.clip(gt, 0, [79, 63, 79, 63])
+        gt[:, 2:] = np.maximum(gt[:, 2:], gt[:, :2])
+        v2, v1 = box_correct_at_thresholds(m, gt, thr, IOUS)
+        np.testing.assert_array_equal(v2, reference_box_correct(m, gt, thr, IOUS, True))
+        np.testing.assert_array_equal(v1, reference_box_correct(m, gt, thr, [0.5], False)[:, 0])
+
+
+@pytest.mark.parametrize("mode", [cv2.RETR_TREE, cv2.RETR_CCOMP, cv2.RETR_LIST])
+def test_contour_rects_are_components_and_grown_holes(mode):
+    rng = np.random.default_rng(5)
+    for _ in range(300):
+        h, w = int(rng.integers(1, 30)), int(rng.integers(1, 30))
+        mask = rng.random((h, w)) < rng.uniform(0.2, 0.8)
+        got = sorted(map(tuple, contour_boxes(mask, mode).tolist()))
+        want = sorted(map(tuple, region_rects(mask).tolist()))
+        assert got == want
+
+
+def test_pxap_histograms_equal_numpy_histogram():
+    rng = np.random.default_rng(6)
+    for interval in (0.01, 0.001, 0.25):
+        thr = threshold_list(interval)
+        edges = pxap_edges(thr)
+        total_t = np.zeros(len(edges) - 1, dtype=np.int64)
+        total_f = np.zeros(len(edges) - 1, dtype=np.int64)
+        for i in range(8):
+            s = gaussian_map(rng, 56, 56) if i % 2 else cam_map(rng, 56, 56)
+            # values exactly on bin edges, and 0 and 1
+            pick = rng.random(s.shape) < 0.2
+            s[pick] = rng.choice(np.append(thr, 1.0), int(pick.sum()))
+            mask = rng.choice(np.array([0, 1, 255], dtype=np.uint8), s.shape, p=[0.5, 0.3, 0.2])
+            ht, hf = pxap_histograms(s, mask, edges)
+            rt, rf = reference_pxap_histograms(s, mask, thr)
+            np.testing.assert_array_equal(ht, rt)
+            np.testing.assert_array_equal(hf, rf)
+            # the reversed cumulative sums are the plain per-threshold counts
+            tp, fp = reference_pxap_counts(s, mask, thr)
+            n = len(thr)
+            np.testing.assert_array_equal(ht[::-1].cumsum()[::-1][:n], tp)
+            np.testing.assert_array_equal(hf[::-1].cumsum()[::-1][:n], fp)
+            total_t += ht
+            total_f += hf
+        auc, _, _ = pxap_from_histograms(total_t, total_f)
+        assert auc == reference_pxap(total_t, total_f)
+
+
+@pytest.mark.parametrize("connectivity", [1, 2])
+def test_connected_regions_equal_scikit_image(connectivity):
+    from skimage import measure
+
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        h, w = int(rng.integers(1, 40)), int(rng.integers(1, 40))
+        mask = rng.random((h, w)) < rng.uniform(0.1, 0.9)
+        labels, areas, boxes = connected_regions(mask, connectivity)
+        want = measure.label(mask, connectivity=connectivity)
+        np.testing.assert_array_equal(labels, want)
+        props = measure.regionprops(want)
+        assert areas.tolist() == [p.area for p in props]
+        assert boxes.tolist() == [[p.bbox[1], p.bbox[0], p.bbox[3], p.bbox[2]] for p in props]
