@@ -76,7 +76,11 @@ def test_classes_differ_in_the_part_and_are_balanced():
 
 @pytest.mark.parametrize(
     ("kw", "fragment"),
-    [({"num_classes": 1}, "num_classes"), ({"image_size": 16}, "image_size"), ({"test_size": 0}, "test_size")],
+    [
+        ({"num_classes": 1}, "num_classes"),
+        ({"image_size": 16}, "image_size"),
+        ({"test_size": 0}, "test_size"),
+    ],
 )
 def test_bad_settings_are_one_line_errors(kw, fragment):
     with pytest.raises(WSOLError, match=fragment):

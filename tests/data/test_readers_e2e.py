@@ -43,7 +43,6 @@ def run(tmp_path: Path, overrides: list[str]) -> dict:
     return metrics
 
 
-@pytest.mark.xfail(reason="pipeline in progress", strict=False)
 def test_cub_wsol_trains_and_evaluates(tmp_path):
     images, meta = write_wsol_boxes(tmp_path)
     metrics = run(
@@ -58,7 +57,6 @@ def test_cub_wsol_trains_and_evaluates(tmp_path):
     assert metrics
 
 
-@pytest.mark.xfail(reason="pipeline in progress", strict=False)
 def test_cub_trains_and_evaluates(tmp_path):
     root = write_cub(tmp_path)
     # CUB-200-2011 has no val split: hold one training image per class out as val
@@ -74,10 +72,6 @@ def test_cub_trains_and_evaluates(tmp_path):
     assert metrics
 
 
-@pytest.mark.xfail(
-    reason="pipeline in progress; WSOLDataModule.val_dataloader raises when val_split is null",
-    strict=False,
-)
 def test_imagenet_trains_and_evaluates(tmp_path):
     root, xml_dir, _ = write_imagenet(tmp_path)
     metrics = run(
@@ -87,7 +81,6 @@ def test_imagenet_trains_and_evaluates(tmp_path):
     assert metrics
 
 
-@pytest.mark.xfail(reason="pipeline in progress", strict=False)
 def test_openimages_wsol_trains_and_evaluates(tmp_path):
     root, meta, _ = write_openimages(tmp_path)
     metrics = run(

@@ -134,7 +134,12 @@ def test_pretrained_without_cache_or_network_names_file_folder_and_url(offline_h
     assert "vgg16-397923af.pth" in msg and str(folder) in msg
     assert "https://download.pytorch.org/models/vgg16-397923af.pth" in msg
     assert "\n" not in msg
-    assert offline_hub == [("https://download.pytorch.org/models/vgg16-397923af.pth", str(folder / "vgg16-397923af.pth"))]
+    assert offline_hub == [
+        (
+            "https://download.pytorch.org/models/vgg16-397923af.pth",
+            str(folder / "vgg16-397923af.pth"),
+        )
+    ]
 
 
 def test_pretrained_downloads_into_the_cache(torchvision_files, monkeypatch):
@@ -236,7 +241,9 @@ def test_wrong_number_of_classes(tmp_path):
     torch.save(build_model("vgg16_gap", num_classes=10).state_dict(), path)
     with pytest.raises(WSOLError) as e:
         build_model("vgg16_gap", num_classes=200, weights=str(path))
-    assert "head.fc.weight has shape (10, 1024) in the file but (200, 1024) in vgg16_gap" in str(e.value)
+    assert "head.fc.weight has shape (10, 1024) in the file but (200, 1024) in vgg16_gap" in str(
+        e.value
+    )
     assert "cub.pth" in str(e.value)
 
 
@@ -270,7 +277,9 @@ def test_torchvision_file_missing_a_kept_tensor_or_with_an_unknown_key(torchvisi
     sd = dict(tv_sd)
     sd["features.99.weight"] = torch.zeros(3)
     torch.save(sd, tmp_path / "b.pth")
-    with pytest.raises(WSOLError, match=r"torchvision's alexnet does not have \(1\): features\.99\.weight"):
+    with pytest.raises(
+        WSOLError, match=r"torchvision's alexnet does not have \(1\): features\.99\.weight"
+    ):
         build_model("alexnet_gap", num_classes=3, weights=str(tmp_path / "b.pth"))
 
 

@@ -124,11 +124,27 @@ def test_surgery_matches_the_papers():
     net = build_model("nin", num_classes=7)
     convs = _convs(net.features)
     assert [c.kernel_size[0] for c in convs] == [11, 1, 1, 5, 1, 1, 3, 1, 1, 3, 1, 1]
-    assert [c.out_channels for c in convs] == [96, 96, 96, 256, 256, 256, 384, 384, 384, 1024, 1024, 7]
+    assert [c.out_channels for c in convs] == [
+        96,
+        96,
+        96,
+        256,
+        256,
+        256,
+        384,
+        384,
+        384,
+        1024,
+        1024,
+        7,
+    ]
 
 
 def test_fc_networks_ignore_pool():
-    a, b = build_model("alexnet", num_classes=4, pool="avg"), build_model("alexnet", num_classes=4, pool="max")
+    a, b = (
+        build_model("alexnet", num_classes=4, pool="avg"),
+        build_model("alexnet", num_classes=4, pool="max"),
+    )
     assert [n for n, _ in a.named_modules()] == [n for n, _ in b.named_modules()]
 
 

@@ -73,14 +73,24 @@ class WSOLDataModule(pl.LightningDataModule):
         if stage not in self._datasets:
             split = self.splits[stage]
             if split is None:
-                raise WSOLError(f"data set {self.name} has no {stage} split (set data.{stage}_split)")
+                raise WSOLError(
+                    f"data set {self.name} has no {stage} split (set data.{stage}_split)"
+                )
             train = stage == "train"
             tf = build_transform(
-                train, self.input_size, self.mean, self.std, resize_size=self.resize_size, crop=self.crop, flip=self.flip
+                train,
+                self.input_size,
+                self.mean,
+                self.std,
+                resize_size=self.resize_size,
+                crop=self.crop,
+                flip=self.flip,
             )
             ds = self.dataset_factory(split=split, transform=tf)
             if len(ds) == 0:
-                raise WSOLError(f"data set {self.name}: the {split} split is empty; check data.root and the split's files")
+                raise WSOLError(
+                    f"data set {self.name}: the {split} split is empty; check data.root and the split's files"
+                )
             self._datasets[stage] = ds
         return self._datasets[stage]
 
@@ -94,7 +104,14 @@ class WSOLDataModule(pl.LightningDataModule):
         return list(getattr(ds, "class_names", [str(i) for i in range(self.num_classes)]))
 
     # ---- loaders ---------------------------------------------------------------------
-    def _loader(self, ds: Dataset, batch_size: int, shuffle: bool, sampler: Sampler | None = None, drop_last=False):
+    def _loader(
+        self,
+        ds: Dataset,
+        batch_size: int,
+        shuffle: bool,
+        sampler: Sampler | None = None,
+        drop_last=False,
+    ):
         return DataLoader(
             ds,
             batch_size=batch_size,

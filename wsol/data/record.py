@@ -45,7 +45,9 @@ def collate(records: list[Record]) -> dict[str, Any]:
         "image": torch.stack([r["image"] for r in records]),
         "label": torch.as_tensor([int(r["label"]) for r in records], dtype=torch.long),
         "boxes": [torch.as_tensor(r["boxes"], dtype=torch.float64).reshape(-1, 4) for r in records],
-        "size": torch.as_tensor([tuple(r["size"]) for r in records], dtype=torch.long).reshape(-1, 2),
+        "size": torch.as_tensor([tuple(r["size"]) for r in records], dtype=torch.long).reshape(
+            -1, 2
+        ),
         "mask": [r.get("mask") for r in records],
         "id": [r["id"] for r in records],
         "index": torch.as_tensor([int(r["index"]) for r in records], dtype=torch.long),

@@ -48,7 +48,9 @@ def _hsv_to_rgb(h: float, s: float, v: float) -> np.ndarray:
     i = int(h * 6.0) % 6
     f = h * 6.0 - math.floor(h * 6.0)
     p, q, t = v * (1 - s), v * (1 - f * s), v * (1 - (1 - f) * s)
-    return np.array([(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)][i], dtype=np.float32)
+    return np.array(
+        [(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)][i], dtype=np.float32
+    )
 
 
 def class_styles(num_classes: int) -> list[_ClassStyle]:
@@ -96,14 +98,22 @@ class SyntheticWSOL(Dataset):
         transform=None,
     ):
         if split not in SPLITS:
-            raise WSOLError(f"unknown split {split!r} for data=synthetic; valid: {', '.join(SPLITS)}")
+            raise WSOLError(
+                f"unknown split {split!r} for data=synthetic; valid: {', '.join(SPLITS)}"
+            )
         if not 2 <= int(num_classes) <= 40:
-            raise WSOLError(f"data.num_classes must be between 2 and 40 for data=synthetic, got {num_classes}")
+            raise WSOLError(
+                f"data.num_classes must be between 2 and 40 for data=synthetic, got {num_classes}"
+            )
         if int(image_size) < 32:
-            raise WSOLError(f"data.image_size must be at least 32 for data=synthetic, got {image_size}")
+            raise WSOLError(
+                f"data.image_size must be at least 32 for data=synthetic, got {image_size}"
+            )
         size = {"train": train_size, "val": val_size, "test": test_size}[split]
         if int(size) < 1:
-            raise WSOLError(f"data=synthetic: the {split} split is empty ({split}_size={size}); set data.{split}_size to at least 1")
+            raise WSOLError(
+                f"data=synthetic: the {split} split is empty ({split}_size={size}); set data.{split}_size to at least 1"
+            )
         self.split = split
         self.num_classes = int(num_classes)
         self.image_size = int(image_size)
@@ -130,7 +140,9 @@ class SyntheticWSOL(Dataset):
         return int(index) % self.num_classes
 
     def _rng(self, index: int, stream: int = 0) -> np.random.Generator:
-        return np.random.default_rng(np.random.SeedSequence([self.seed, SPLITS[self.split], int(index), stream]))
+        return np.random.default_rng(
+            np.random.SeedSequence([self.seed, SPLITS[self.split], int(index), stream])
+        )
 
     # ---- rendering ------------------------------------------------------------------
     def _frame(self, cx: float, cy: float, angle: float) -> tuple[np.ndarray, np.ndarray]:
@@ -148,10 +160,18 @@ class SyntheticWSOL(Dataset):
         elif kind == "diamond":
             d = (np.abs(u) + np.abs(v)) / math.sqrt(2) - 0.75 * r
         elif kind == "triangle":
-            d = np.maximum.reduce([v - 0.55 * r, -0.866 * u - 0.5 * v - 0.55 * r, 0.866 * u - 0.5 * v - 0.55 * r]) * 1.4
+            d = (
+                np.maximum.reduce(
+                    [v - 0.55 * r, -0.866 * u - 0.5 * v - 0.55 * r, 0.866 * u - 0.5 * v - 0.55 * r]
+                )
+                * 1.4
+            )
         elif kind == "cross":
             arm = 0.32 * r
-            d = np.minimum(np.maximum(np.abs(u) - r, np.abs(v) - arm), np.maximum(np.abs(v) - r, np.abs(u) - arm))
+            d = np.minimum(
+                np.maximum(np.abs(u) - r, np.abs(v) - arm),
+                np.maximum(np.abs(v) - r, np.abs(u) - arm),
+            )
         elif kind == "ring":
             rad = np.sqrt(u * u + v * v)
             d = np.abs(rad - 0.72 * r) - 0.3 * r
@@ -165,7 +185,9 @@ class SyntheticWSOL(Dataset):
             raise ValueError(kind)
         return np.clip(0.5 - d, 0.0, 1.0)
 
-    def _ellipse(self, cx: float, cy: float, a: float, b: float, angle: float) -> tuple[np.ndarray, np.ndarray]:
+    def _ellipse(
+        self, cx: float, cy: float, a: float, b: float, angle: float
+    ) -> tuple[np.ndarray, np.ndarray]:
         u, v = self._frame(cx, cy, angle)
         q = np.sqrt((u / a) ** 2 + (v / b) ** 2)
         cov = np.clip((1.0 - q) * min(a, b) + 0.5, 0.0, 1.0)
@@ -182,28 +204,38 @@ class SyntheticWSOL(Dataset):
         base_hue = rng.random()
         grid = np.stack(
             [
-                _hsv_to_rgb((base_hue + rng.normal(0, 0.08)) % 1, rng.uniform(0.15, 0.45), rng.uniform(0.35, 0.75))
+                _hsv_to_rgb(
+                    (base_hue + rng.normal(0, 0.08)) % 1,
+                    rng.uniform(0.15, 0.45),
+                    rng.uniform(0.35, 0.75),
+                )
                 for _ in range(g * g)
             ]
         ).reshape(g, g, 3)
         t = torch.from_numpy(grid).permute(2, 0, 1)[None]
-        img = torch.nn.functional.interpolate(t, size=(s, s), mode="bicubic", align_corners=False)[0]
+        img = torch.nn.functional.interpolate(t, size=(s, s), mode="bicubic", align_corners=False)[
+            0
+        ]
         img = img.permute(1, 2, 0).numpy().copy()
         img += rng.normal(0, 0.03, size=img.shape).astype(np.float32)
         return img
 
     def _clutter(self, rng: np.random.Generator, img: np.ndarray) -> None:
         s = self.image_size
-        n = int(round(rng.uniform(4, 10) * (0.3 + self.difficulty)))
+        n = round(rng.uniform(4, 10) * (0.3 + self.difficulty))
         for _ in range(n):
             color = _hsv_to_rgb(rng.random(), rng.uniform(0.2, 0.8), rng.uniform(0.2, 0.9))
             cx, cy = rng.uniform(0, s, 2)
             if rng.random() < 0.5:  # a line segment
-                cov = self._shape("bar", cx, cy, rng.uniform(0.05, 0.15) * s, rng.uniform(0, math.pi))
+                cov = self._shape(
+                    "bar", cx, cy, rng.uniform(0.05, 0.15) * s, rng.uniform(0, math.pi)
+                )
                 cov *= 0.5
             else:
                 kind = ("disc", "square")[int(rng.integers(2))]
-                cov = self._shape(kind, cx, cy, rng.uniform(0.015, 0.04) * s, rng.uniform(0, math.pi))
+                cov = self._shape(
+                    kind, cx, cy, rng.uniform(0.015, 0.04) * s, rng.uniform(0, math.pi)
+                )
             self._paint(img, cov * rng.uniform(0.5, 1.0), color)
 
     def _body(self, rng, img, cx, cy, a, b, angle, hue) -> np.ndarray:
@@ -211,7 +243,9 @@ class SyntheticWSOL(Dataset):
         c1 = _hsv_to_rgb(hue % 1, rng.uniform(0.45, 0.8), rng.uniform(0.55, 0.9))
         c2 = _hsv_to_rgb((hue + 0.5) % 1, rng.uniform(0.2, 0.5), rng.uniform(0.15, 0.4))
         freq = rng.uniform(0.35, 0.6) / max(b, 1.0) * 2.5
-        stripes = (np.sin(u * freq * math.pi + rng.uniform(0, 6.28)) > 0.2).astype(np.float32)[..., None]
+        stripes = (np.sin(u * freq * math.pi + rng.uniform(0, 6.28)) > 0.2).astype(np.float32)[
+            ..., None
+        ]
         color = stripes * c1 + (1 - stripes) * c2
         img *= 1.0 - cov[..., None]
         img += cov[..., None] * color
@@ -252,16 +286,35 @@ class SyntheticWSOL(Dataset):
         s = self.image_size
         for _ in range(int(rng.binomial(2, 0.25 + 0.5 * d))):
             a = rng.uniform(0.08, 0.16) * s
-            self._body(rng, img, *rng.uniform(0.1 * s, 0.9 * s, 2), a, a / rng.uniform(1.3, 2.2), rng.uniform(0, math.pi), rng.random())
+            self._body(
+                rng,
+                img,
+                *rng.uniform(0.1 * s, 0.9 * s, 2),
+                a,
+                a / rng.uniform(1.3, 2.2),
+                rng.uniform(0, math.pi),
+                rng.random(),
+            )
         for _ in range(int(rng.binomial(1, 0.5 * d))):
             other = self.styles[int(rng.integers(self.num_classes))]
             color = _hsv_to_rgb(other.part_hue, rng.uniform(0.7, 1.0), rng.uniform(0.75, 1.0))
-            cov = self._shape(other.part_shape, *rng.uniform(0.08 * s, 0.92 * s, 2), rng.uniform(0.035, 0.06) * s, rng.uniform(0, 2 * math.pi))
+            cov = self._shape(
+                other.part_shape,
+                *rng.uniform(0.08 * s, 0.92 * s, 2),
+                rng.uniform(0.035, 0.06) * s,
+                rng.uniform(0, 2 * math.pi),
+            )
             self._paint(img, cov, color)
         cx, cy, a, b, angle, r, (px, py) = self._object_geometry(rng)
-        body_hue = (style.body_hue if rng.random() < self.body_signal else rng.random()) + rng.normal(0, 0.03)
+        body_hue = (
+            style.body_hue if rng.random() < self.body_signal else rng.random()
+        ) + rng.normal(0, 0.03)
         body_cov = self._body(rng, img, cx, cy, a, b, angle, body_hue)
-        part_color = _hsv_to_rgb((style.part_hue + rng.normal(0, 0.02)) % 1, rng.uniform(0.75, 1.0), rng.uniform(0.8, 1.0))
+        part_color = _hsv_to_rgb(
+            (style.part_hue + rng.normal(0, 0.02)) % 1,
+            rng.uniform(0.75, 1.0),
+            rng.uniform(0.8, 1.0),
+        )
         part_cov = self._shape(style.part_shape, px, py, r, angle + rng.normal(0, 0.3))
         self._paint(img, part_cov, part_color)
         img += rng.normal(0, 0.02, size=img.shape).astype(np.float32)

@@ -36,13 +36,19 @@ class RecordTransform:
         image = tv_tensors.Image(image)
         if self.carry_targets:
             h, w = image.shape[-2:]
-            boxes = tv_tensors.BoundingBoxes(record["boxes"].clone(), format="XYXY", canvas_size=(h, w))
+            boxes = tv_tensors.BoundingBoxes(
+                record["boxes"].clone(), format="XYXY", canvas_size=(h, w)
+            )
             inputs = {"image": image, "boxes": boxes}
             mask = record.get("mask")
             if mask is not None and tuple(mask.shape) == (h, w):
                 inputs["mask"] = tv_tensors.Mask(torch.as_tensor(mask))
             out = self.pipeline(inputs)
-            record = dict(record, image=out["image"].as_subclass(torch.Tensor), train_boxes=out["boxes"].as_subclass(torch.Tensor))
+            record = dict(
+                record,
+                image=out["image"].as_subclass(torch.Tensor),
+                train_boxes=out["boxes"].as_subclass(torch.Tensor),
+            )
             if "mask" in out:
                 record["train_mask"] = out["mask"].as_subclass(torch.Tensor)
             return record
@@ -67,7 +73,10 @@ def build_transform(
     steps: list[v2.Transform] = []
     if train:
         if resize_size and crop:
-            steps += [v2.Resize((resize_size, resize_size), antialias=True), v2.RandomCrop(input_size)]
+            steps += [
+                v2.Resize((resize_size, resize_size), antialias=True),
+                v2.RandomCrop(input_size),
+            ]
         else:
             steps += [v2.Resize((input_size, input_size), antialias=True)]
         if flip:

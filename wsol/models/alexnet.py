@@ -57,7 +57,9 @@ class AlexNetGAP(WSOLNet):
     default_input_size = 227
     new_layer_prefixes = ("features.cam_conv.", "head.")
 
-    def __init__(self, num_classes: int, pool: str = "avg", cam_channels: int = 1024, dropout: float = 0.0):
+    def __init__(
+        self, num_classes: int, pool: str = "avg", cam_channels: int = 1024, dropout: float = 0.0
+    ):
         super().__init__()
         self.features, _ = _trunk(_CONV5_RELU)
         self.features.add_module("cam_conv", new_conv(256, cam_channels))

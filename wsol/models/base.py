@@ -30,7 +30,9 @@ class GlobalPool(nn.Module):
         if pool not in POOLS:
             from wsol.errors import WSOLError
 
-            raise WSOLError(f"unknown pool {pool!r}; valid: {', '.join(POOLS)} (set pool=avg or pool=max)")
+            raise WSOLError(
+                f"unknown pool {pool!r}; valid: {', '.join(POOLS)} (set pool=avg or pool=max)"
+            )
         self.pool = pool
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
@@ -59,7 +61,9 @@ class PooledLinearHead(nn.Module):
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.fc = nn.Linear(in_channels, num_classes) if linear else None
         if not linear and in_channels != num_classes:
-            raise ValueError(f"a head without a linear layer needs {num_classes} channels, got {in_channels}")
+            raise ValueError(
+                f"a head without a linear layer needs {num_classes} channels, got {in_channels}"
+            )
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
         z = self.dropout(self.pool(f))
@@ -116,7 +120,9 @@ class WSOLNet(nn.Module):
 
     def cam(self, f: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
         if not self.has_cam:
-            raise TypeError(f"{self.name} has no class activation map (its head is not a global pool and one linear layer); use localizer=gradcam or localizer=backprop")
+            raise TypeError(
+                f"{self.name} has no class activation map (its head is not a global pool and one linear layer); use localizer=gradcam or localizer=backprop"
+            )
         return self.head.cam(f, classes)
 
     def is_new_parameter(self, name: str) -> bool:

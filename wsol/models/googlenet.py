@@ -34,8 +34,14 @@ class _TransformInput(nn.Module):
     def __init__(self, enabled: bool):
         super().__init__()
         self.enabled = bool(enabled)
-        self.register_buffer("scale", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1) / 0.5, persistent=False)
-        self.register_buffer("shift", (torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1) - 0.5) / 0.5, persistent=False)
+        self.register_buffer(
+            "scale", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1) / 0.5, persistent=False
+        )
+        self.register_buffer(
+            "shift",
+            (torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1) - 0.5) / 0.5,
+            persistent=False,
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.scale + self.shift if self.enabled else x
@@ -56,10 +62,18 @@ def _trunk(names: tuple[str, ...], transform_input: bool) -> nn.Sequential:
 class GoogLeNetGAP(WSOLNet):
     new_layer_prefixes = ("features.cam_conv.", "head.")
 
-    def __init__(self, num_classes: int, pool: str = "avg", transform_input: bool = False, cam_channels: int = 1024):
+    def __init__(
+        self,
+        num_classes: int,
+        pool: str = "avg",
+        transform_input: bool = False,
+        cam_channels: int = 1024,
+    ):
         super().__init__()
         self.features = _trunk(_TRUNK_4E, transform_input)
-        self.features.add_module("cam_conv", nn.Conv2d(832, cam_channels, kernel_size=3, stride=1, padding=1))
+        self.features.add_module(
+            "cam_conv", nn.Conv2d(832, cam_channels, kernel_size=3, stride=1, padding=1)
+        )
         self.features.add_module("cam_relu", nn.ReLU(inplace=True))
         nn.init.kaiming_normal_(self.features.cam_conv.weight, mode="fan_out", nonlinearity="relu")
         nn.init.zeros_(self.features.cam_conv.bias)
@@ -71,7 +85,13 @@ class GoogLeNet(WSOLNet):
 
     new_layer_prefixes = ("head.fc.",)
 
-    def __init__(self, num_classes: int, pool: str = "avg", transform_input: bool = False, dropout: float = 0.2):
+    def __init__(
+        self,
+        num_classes: int,
+        pool: str = "avg",
+        transform_input: bool = False,
+        dropout: float = 0.2,
+    ):
         super().__init__()
         self.features = _trunk(_TRUNK_5B, transform_input)
         self.head = PooledLinearHead(1024, num_classes, pool=pool, dropout=dropout)

@@ -41,7 +41,9 @@ class ClassifierModule(pl.LightningModule):
         self.scheduler_interval = scheduler_interval
         self.label_smoothing = float(label_smoothing)
         # plain types only: checkpoints must load with torch.load(weights_only=True)
-        self.save_hyperparameters({"model": dict(model_config or {}), "label_smoothing": self.label_smoothing})
+        self.save_hyperparameters(
+            {"model": dict(model_config or {}), "label_smoothing": self.label_smoothing}
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -49,16 +51,36 @@ class ClassifierModule(pl.LightningModule):
     def _step(self, batch: dict, stage: str) -> torch.Tensor:
         logits = self.net(batch["image"])
         y = batch["label"]
-        loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing if stage == "train" else 0.0)
+        loss = F.cross_entropy(
+            logits, y, label_smoothing=self.label_smoothing if stage == "train" else 0.0
+        )
         n = y.numel()
         acc = (logits.argmax(1) == y).float().mean()
         on_step = stage == "train"
-        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=n, sync_dist=not on_step)
-        self.log(f"{stage}/acc", acc, on_step=False, on_epoch=True, prog_bar=True, batch_size=n, sync_dist=True)
+        self.log(
+            f"{stage}/loss",
+            loss,
+            on_step=on_step,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=n,
+            sync_dist=not on_step,
+        )
+        self.log(
+            f"{stage}/acc",
+            acc,
+            on_step=False,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=n,
+            sync_dist=True,
+        )
         if stage != "train":
             k = min(5, logits.shape[1])
             acc5 = (logits.topk(k, 1).indices == y[:, None]).any(1).float().mean()
-            self.log(f"{stage}/acc5", acc5, on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
+            self.log(
+                f"{stage}/acc5", acc5, on_step=False, on_epoch=True, batch_size=n, sync_dist=True
+            )
         return loss
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
@@ -70,26 +92,47 @@ class ClassifierModule(pl.LightningModule):
     def on_train_epoch_end(self) -> None:
         """One log line per epoch: loss and accuracy, train and val."""
         m = self.trainer.callback_metrics
-        parts = [f"{k} {float(m[k]):.4f}" for k in ("train/loss_epoch", "train/acc", "val/loss", "val/acc", "val/acc5") if k in m]
+        parts = [
+            f"{k} {float(m[k]):.4f}"
+            for k in ("train/loss_epoch", "train/acc", "val/loss", "val/acc", "val/acc5")
+            if k in m
+        ]
         if parts and self.global_rank == 0:
-            log.info("epoch %d/%d: %s", self.current_epoch + 1, self.trainer.max_epochs, ", ".join(parts))
+            log.info(
+                "epoch %d/%d: %s", self.current_epoch + 1, self.trainer.max_epochs, ", ".join(parts)
+            )
 
     def param_groups(self, base_lr: float) -> list[dict]:
         """Base-rate and new-layer groups (new layers at ``head_lr_mult`` x when pretrained)."""
-        mult = float(getattr(self.net, "head_lr_mult", 1.0)) if getattr(self.net, "pretrained", False) else 1.0
+        mult = (
+            float(getattr(self.net, "head_lr_mult", 1.0))
+            if getattr(self.net, "pretrained", False)
+            else 1.0
+        )
         old, new = [], []
         for name, p in self.net.named_parameters():
             if p.requires_grad:
                 (new if self.net.is_new_parameter(name) else old).append(p)
-        groups = [g for g in ({"params": old, "lr": base_lr}, {"params": new, "lr": base_lr * mult}) if g["params"]]
+        groups = [
+            g
+            for g in ({"params": old, "lr": base_lr}, {"params": new, "lr": base_lr * mult})
+            if g["params"]
+        ]
         if mult != 1.0:
             log.info("new layers train at %g x the base learning rate (%d tensors)", mult, len(new))
         return groups
 
     def configure_optimizers(self):
-        base_lr = self.optimizer_factory.keywords.get("lr", 0.01) if hasattr(self.optimizer_factory, "keywords") else 0.01
+        base_lr = (
+            self.optimizer_factory.keywords.get("lr", 0.01)
+            if hasattr(self.optimizer_factory, "keywords")
+            else 0.01
+        )
         opt = self.optimizer_factory(params=self.param_groups(base_lr))
         if self.scheduler_factory is None:
             return opt
         sched = self.scheduler_factory(optimizer=opt)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": self.scheduler_interval}}
+        return {
+            "optimizer": opt,
+            "lr_scheduler": {"scheduler": sched, "interval": self.scheduler_interval},
+        }

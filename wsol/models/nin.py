@@ -43,7 +43,15 @@ class NIN(WSOLNet):
         super().__init__()
         layers: list[tuple[str, nn.Module]] = []
 
-        def mlpconv(names: tuple[str, str, str], cin: int, cout: int, k: int, stride: int, padding: int, last: int):
+        def mlpconv(
+            names: tuple[str, str, str],
+            cin: int,
+            cout: int,
+            k: int,
+            stride: int,
+            padding: int,
+            last: int,
+        ):
             for name, conv in zip(
                 names,
                 (_conv(cin, cout, k, stride, padding), _conv(cout, cout, 1), _conv(cout, last, 1)),

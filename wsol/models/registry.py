@@ -70,7 +70,9 @@ def build_model(
     """
     _load_all()
     if name not in _REGISTRY:
-        raise WSOLError(f"unknown model {name!r}; valid: {', '.join(sorted(_REGISTRY))} (set model=NAME)")
+        raise WSOLError(
+            f"unknown model {name!r}; valid: {', '.join(sorted(_REGISTRY))} (set model=NAME)"
+        )
     if not isinstance(num_classes, int) or num_classes < 1:
         raise WSOLError(f"model.num_classes must be a positive integer, got {num_classes!r}")
     net = _REGISTRY[name](num_classes=num_classes, pool=pool, **kwargs)

@@ -10,7 +10,11 @@ from wsol.models.registry import register
 
 
 def _block(cin: int, cout: int, stride: int) -> list[nn.Module]:
-    return [nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+    return [
+        nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    ]
 
 
 class TinyGAP(WSOLNet):
@@ -21,7 +25,10 @@ class TinyGAP(WSOLNet):
         super().__init__()
         w = width
         self.features = nn.Sequential(
-            *_block(3, w, 2), *_block(w, 2 * w, 2), *_block(2 * w, 4 * w, 2), *_block(4 * w, 4 * w, 1)
+            *_block(3, w, 2),
+            *_block(w, 2 * w, 2),
+            *_block(2 * w, 4 * w, 2),
+            *_block(4 * w, 4 * w, 1),
         )
         self.head = PooledLinearHead(4 * w, num_classes, pool=pool)
 

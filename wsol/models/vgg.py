@@ -52,7 +52,9 @@ class FCHead(nn.Module):
     adaptive average pool, flatten and the classifier; its last Linear is replaced by a
     fresh one when ``num_classes`` differs from the classifier's output size."""
 
-    def __init__(self, pool5: nn.Module, avgpool: nn.Module, classifier: nn.Sequential, num_classes: int):
+    def __init__(
+        self, pool5: nn.Module, avgpool: nn.Module, classifier: nn.Sequential, num_classes: int
+    ):
         super().__init__()
         self.pool5 = pool5
         self.avgpool = avgpool
@@ -73,7 +75,9 @@ class FCHead(nn.Module):
 class VGG16GAP(WSOLNet):
     new_layer_prefixes = ("features.cam_conv.", "head.")
 
-    def __init__(self, num_classes: int, pool: str = "avg", cam_channels: int = 1024, dropout: float = 0.0):
+    def __init__(
+        self, num_classes: int, pool: str = "avg", cam_channels: int = 1024, dropout: float = 0.0
+    ):
         super().__init__()
         self.features, _ = _trunk()
         self.features.add_module("cam_conv", new_conv(512, cam_channels))

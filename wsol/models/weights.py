@@ -127,12 +127,22 @@ _RESNET = ("conv1", "bn1", "layer1", "layer2", "layer3", "layer4")
 #: model name -> its torchvision source; models not listed (nin, tiny_gap) have none
 SOURCES: dict[str, Source] = {
     "vgg16_gap": Source("vgg16", "VGG16_Weights.IMAGENET1K_V1", (), _sequential_map(29, None)),
-    "vgg16": Source("vgg16", "VGG16_Weights.IMAGENET1K_V1", (), _sequential_map(29, "head.classifier.")),
-    "alexnet_gap": Source("alexnet", "AlexNet_Weights.IMAGENET1K_V1", (), _sequential_map(11, None)),
+    "vgg16": Source(
+        "vgg16", "VGG16_Weights.IMAGENET1K_V1", (), _sequential_map(29, "head.classifier.")
+    ),
+    "alexnet_gap": Source(
+        "alexnet", "AlexNet_Weights.IMAGENET1K_V1", (), _sequential_map(11, None)
+    ),
     # conv5 (features.10) is replaced by a 384-unit conv: removed
-    "alexnet_star_gap": Source("alexnet", "AlexNet_Weights.IMAGENET1K_V1", (), _sequential_map(9, None)),
-    "alexnet": Source("alexnet", "AlexNet_Weights.IMAGENET1K_V1", (), _sequential_map(11, "head.classifier.")),
-    "resnet50_gap": Source("resnet50", "ResNet50_Weights.IMAGENET1K_V1", (), _module_map(_RESNET, "head.fc.")),
+    "alexnet_star_gap": Source(
+        "alexnet", "AlexNet_Weights.IMAGENET1K_V1", (), _sequential_map(9, None)
+    ),
+    "alexnet": Source(
+        "alexnet", "AlexNet_Weights.IMAGENET1K_V1", (), _sequential_map(11, "head.classifier.")
+    ),
+    "resnet50_gap": Source(
+        "resnet50", "ResNet50_Weights.IMAGENET1K_V1", (), _module_map(_RESNET, "head.fc.")
+    ),
     "inceptionv3_gap": Source(
         "inception_v3",
         "Inception_V3_Weights.IMAGENET1K_V1",
@@ -155,7 +165,9 @@ SOURCES: dict[str, Source] = {
 
 
 @cache
-def _reference_shapes(arch: str, builder_kwargs: tuple[tuple[str, object], ...]) -> dict[str, tuple[int, ...]]:
+def _reference_shapes(
+    arch: str, builder_kwargs: tuple[tuple[str, object], ...]
+) -> dict[str, tuple[int, ...]]:
     """Key -> shape of torchvision's network as its ImageNet weights were saved (built on
     the meta device: no memory, no initialisation)."""
     import torchvision.models as tvm
@@ -228,7 +240,9 @@ def read_state_dict(path: str | os.PathLike, label: str | None = None) -> dict[s
     elif isinstance(obj, Mapping):
         sd = dict(obj)
     else:
-        raise WSOLError(f"{what}: holds a {type(obj).__name__}, not a state dict (a dict of tensors)")
+        raise WSOLError(
+            f"{what}: holds a {type(obj).__name__}, not a state dict (a dict of tensors)"
+        )
     if not sd:
         raise WSOLError(f"{what}: the state dict is empty")
     for k, v in sd.items():
@@ -244,7 +258,10 @@ def _download(url: str, dst: Path) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=dst.name + ".", suffix=".partial")
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=_DOWNLOAD_TIMEOUT_S) as r:
+        with (
+            os.fdopen(fd, "wb") as out,
+            urllib.request.urlopen(url, timeout=_DOWNLOAD_TIMEOUT_S) as r,
+        ):
             while chunk := r.read(1 << 20):
                 out.write(chunk)
         os.replace(tmp, dst)
@@ -263,7 +280,13 @@ def _torchvision_file(name: str, source: Source) -> Path:
     if dst.is_file():
         return dst
     url = source.url
-    log.info("downloading torchvision's %s ImageNet weights for %s: %s -> %s", source.arch, name, url, dst)
+    log.info(
+        "downloading torchvision's %s ImageNet weights for %s: %s -> %s",
+        source.arch,
+        name,
+        url,
+        dst,
+    )
     try:
         _download(url, dst)
     except Exception as e:
@@ -325,7 +348,9 @@ def _load_own(net: nn.Module, name: str, sd: dict[str, torch.Tensor], where: str
     log.info("loaded %s from %s (%d tensors)", name, where, len(sd))
 
 
-def _load_torchvision(net: nn.Module, name: str, source: Source, sd: dict[str, torch.Tensor], where: str) -> None:
+def _load_torchvision(
+    net: nn.Module, name: str, source: Source, sd: dict[str, torch.Tensor], where: str
+) -> None:
     ref = _reference_shapes(source.arch, source.builder_kwargs)
     target = net.state_dict()
     prefixes = tuple(getattr(net, "new_layer_prefixes", ()))
@@ -342,38 +367,57 @@ def _load_torchvision(net: nn.Module, name: str, source: Source, sd: dict[str, t
             removed.append(k)
             continue
         if ours not in target:
-            raise RuntimeError(f"key mapping of {name} sends {k} to {ours}, which {name} does not have")
+            raise RuntimeError(
+                f"key mapping of {name} sends {k} to {ours}, which {name} does not have"
+            )
         if v.shape == target[ours].shape:
             mapped[ours] = v
         elif ours.startswith(prefixes):  # a classifier of another size: replaced by a new one
             replaced.append(f"{k} {_shape(v)} -> {ours} {_shape(target[ours])}")
         else:
-            shapes.append(f"{k} has shape {_shape(v)} in the file but {ours} is {_shape(target[ours])} in {name}")
+            shapes.append(
+                f"{k} has shape {_shape(v)} in the file but {ours} is {_shape(target[ours])} in {name}"
+            )
     missing = [k for k in ref if k not in sd and source.map_key(k) is not None and not _optional(k)]
     if missing or unexpected or shapes:
         parts = []
         if missing:
             parts.append(_listing("keys of the kept layers missing from the file", missing))
         if unexpected:
-            parts.append(_listing(f"keys that torchvision's {source.arch} does not have", unexpected))
+            parts.append(
+                _listing(f"keys that torchvision's {source.arch} does not have", unexpected)
+            )
         if shapes:
             parts.append(_listing("shapes that differ", shapes))
-        raise WSOLError(f"{where}: not the torchvision {source.arch} state dict that {name} needs: " + "; ".join(parts))
+        raise WSOLError(
+            f"{where}: not the torchvision {source.arch} state dict that {name} needs: "
+            + "; ".join(parts)
+        )
     new = [k for k in target if k not in mapped and not _optional(k)]
     not_new = [k for k in new if not k.startswith(prefixes)]
     if not_new:  # a bug in the key mapping or in new_layer_prefixes, not a user error
-        raise RuntimeError(f"{name}: layers neither loaded from {source.arch} nor new: {_layers(not_new)}")
+        raise RuntimeError(
+            f"{name}: layers neither loaded from {source.arch} nor new: {_layers(not_new)}"
+        )
     full = dict(target)
     full.update(mapped)
     net.load_state_dict(full, strict=True)
-    log.info("loaded torchvision's %s weights from %s into %s: %d tensors", source.arch, where, name, len(mapped))
+    log.info(
+        "loaded torchvision's %s weights from %s into %s: %d tensors",
+        source.arch,
+        where,
+        name,
+        len(mapped),
+    )
     log.info("removed by the surgery (not loaded): %s", _layers(removed))
     if replaced:
         log.info("replaced (another number of classes): %s", "; ".join(replaced))
     log.info("new layers of %s (initialised, not loaded): %s", name, _layers(new))
 
 
-def _looks_torchvision(net: nn.Module, source: Source | None, sd: Mapping[str, torch.Tensor]) -> bool:
+def _looks_torchvision(
+    net: nn.Module, source: Source | None, sd: Mapping[str, torch.Tensor]
+) -> bool:
     if source is None:
         return False
     ref = _reference_shapes(source.arch, source.builder_kwargs)
@@ -381,13 +425,18 @@ def _looks_torchvision(net: nn.Module, source: Source | None, sd: Mapping[str, t
     return sum(k in ref for k in sd) > sum(k in own for k in sd)
 
 
-def load_pretrained(net: nn.Module, name: str, pretrained: bool, weights: str | os.PathLike | None) -> None:
+def load_pretrained(
+    net: nn.Module, name: str, pretrained: bool, weights: str | os.PathLike | None
+) -> None:
     """Load ``weights`` (a local state dict) or, with ``pretrained``, torchvision's
     ImageNet weights into ``net`` (the network ``name``), strictly; see the module doc."""
     source = SOURCES.get(name)
     if weights:
         if pretrained:
-            log.info("model.weights=%s is loaded; model.pretrained is not (the file replaces it)", weights)
+            log.info(
+                "model.weights=%s is loaded; model.pretrained is not (the file replaces it)",
+                weights,
+            )
         where = f"model.weights={weights}"
         sd = read_state_dict(weights)
         if _looks_torchvision(net, source, sd):
@@ -403,7 +452,9 @@ def load_pretrained(net: nn.Module, name: str, pretrained: bool, weights: str | 
             f"set model.weights=PATH to load a state dict, or model.pretrained=false"
         )
     path = _torchvision_file(name, source)
-    sd = read_state_dict(path, label=f"the cached torchvision weights {path} (delete the file to download it again)")
+    sd = read_state_dict(
+        path, label=f"the cached torchvision weights {path} (delete the file to download it again)"
+    )
     _load_torchvision(net, name, source, sd, str(path))
 
 

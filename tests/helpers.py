@@ -1,0 +1,62 @@
+"""Helpers for tests that run the real entry points on tiny configs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+REPO = Path(__file__).resolve().parents[1]
+CONF = REPO / "conf"
+
+#: a run that takes seconds: tiny network, tiny synthetic data, one epoch
+TINY = [
+    "model=tiny_gap",
+    "data.dataset.image_size=48",
+    "data.dataset.train_size=48",
+    "data.dataset.val_size=16",
+    "data.dataset.test_size=24",
+    "data.batch_size=16",
+    "data.eval_batch_size=12",
+    "data.num_workers=0",
+    "trainer.max_epochs=1",
+    "trainer.enable_progress_bar=false",
+    "figure_images=4",
+]
+
+
+def compose_config(overrides: list[str], config_name: str = "config") -> DictConfig:
+    import wsol  # noqa: F401  (resolvers)
+
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF), job_name="test"):
+        return compose(config_name=config_name, overrides=overrides)
+
+
+def run_cli(
+    module: str,
+    args: list[str],
+    cwd: Path | None = None,
+    timeout: int = 600,
+    env: dict | None = None,
+):
+    """Run ``python -m module args`` and return the CompletedProcess (text)."""
+    e = dict(
+        os.environ,
+        OMP_NUM_THREADS="1",
+        WANDB_MODE="offline",
+        WANDB_SILENT="true",
+        HYDRA_FULL_ERROR="0",
+    )
+    e.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=cwd or REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=e,
+    )

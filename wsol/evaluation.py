@@ -1,0 +1,189 @@
+"""`EvalModule`: localization evaluation of a trained network in Lightning's test loop.
+
+For every test batch: one forward pass gives the conv maps and the logits; the classes
+to localize are ``[ground truth, top-1 .. top-5]``; the localizer turns them into raw
+maps; every selected protocol scores the maps (its torchmetrics state sums counts, so
+DDP processes add up to the numbers of one process); per-image rows stream to
+``predictions.csv``; the first ``figure_images`` images are kept for ``cams.png``.
+Nothing that grows with the data set is held in memory.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from wsol.localize.base import Localizer
+from wsol.protocols.cam2016 import cam2016_box
+from wsol.protocols.classification import ClassificationMetric
+from wsol.report.figures import cam_grid, denormalize
+from wsol.report.predictions import PredictionWriter
+
+log = logging.getLogger(__name__)
+
+
+def _box_str(box) -> str:
+    return " ".join(f"{float(v):g}" for v in np.asarray(box).reshape(-1))
+
+
+class EvalModule(pl.LightningModule):
+    def __init__(
+        self,
+        net: nn.Module,
+        localizer: Localizer,
+        protocols: Mapping[str, nn.Module],
+        output_dir: str | Path | None = None,
+        topk: int = 5,
+        figure_images: int = 16,
+        class_names: list[str] | None = None,
+        predictions_name: str = "predictions.csv",
+    ):
+        super().__init__()
+        self.net = net
+        self.localizer = localizer
+        self.localize = bool(protocols) and (
+            getattr(net, "has_cam", False) or localizer.name != "cam"
+        )
+        if protocols and not self.localize:
+            log.warning(
+                "model %s has no CAM and localizer=cam: reporting classification metrics only "
+                "(use localizer=gradcam or localizer=backprop for its localization)",
+                getattr(net, "name", "?"),
+            )
+        self.protocols = nn.ModuleDict(dict(protocols) if self.localize else {})
+        self.classification = ClassificationMetric()
+        self.output_dir = Path(output_dir) if output_dir is not None else None
+        self.topk = int(topk)
+        self.figure_images = int(figure_images)
+        self.class_names = class_names
+        self.predictions_name = predictions_name
+        self._writer: PredictionWriter | None = None
+        self._samples: list[dict] = []
+        self.results: dict[str, float] = {}
+
+    # ---- the loop ----------------------------------------------------------------------
+    def on_test_epoch_start(self) -> None:
+        self.net.eval()
+        self._samples = []
+        if self.output_dir is not None:
+            self._writer = PredictionWriter(
+                self.output_dir / self.predictions_name, rank=self.global_rank
+            )
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        images, labels = batch["image"], batch["label"]
+        needs_grad = self.localize and self.localizer.needs_grad
+        with torch.set_grad_enabled(needs_grad):
+            with torch.no_grad():
+                features = self.net.forward_features(images)
+                logits = self.net.forward_head(features)
+            k = min(self.topk, logits.shape[1])
+            classes = torch.cat([labels[:, None], logits.topk(k, dim=1).indices], dim=1)
+            maps = (
+                self.localizer(self.net, images, features, classes).detach()
+                if self.localize
+                else None
+            )
+        cls_result = self.classification.score(logits.detach(), labels)
+        self.classification.update(cls_result)
+        rows = [
+            {
+                "index": int(i),
+                "id": image_id,
+                "label": int(y),
+                "pred_class": int(top[0]),
+                "top5": " ".join(str(int(c)) for c in top),
+                "gt_boxes": ";".join(_box_str(b) for b in boxes),
+            }
+            for i, image_id, y, top, boxes in zip(
+                batch["index"].tolist(),
+                batch["id"],
+                labels.tolist(),
+                classes[:, 1:].tolist(),
+                batch["boxes"],
+            )
+        ]
+        if maps is not None:
+            for protocol in self.protocols.values():
+                result = protocol.score(maps, classes, batch)
+                protocol.update(result)
+                for row, extra in zip(rows, protocol.rows(result)):
+                    row.update(extra)
+        if self._writer is not None:
+            self._writer.write(rows)
+        if maps is not None and len(self._samples) < self.figure_images:
+            self._keep_samples(batch, classes, maps)
+
+    def _keep_samples(self, batch: dict, classes: torch.Tensor, maps: torch.Tensor) -> None:
+        mean, std = getattr(self.net, "mean", (0.0,) * 3), getattr(self.net, "std", (1.0,) * 3)
+        for b in range(classes.shape[0]):
+            if len(self._samples) >= self.figure_images:
+                return
+            h, w = (int(v) for v in batch["size"][b])
+            image = batch["image"][b].detach().float().cpu()
+            image = F.interpolate(image[None], size=(h, w), mode="bilinear", align_corners=False)[
+                0
+            ].numpy()
+            cam = F.interpolate(
+                maps[b : b + 1, 1:2].float().cpu(),
+                size=(h, w),
+                mode="bilinear",
+                align_corners=False,
+            )[0, 0].numpy()
+            box = cam2016_box(cam)
+            lo, hi = float(cam.min()), float(cam.max())
+            cam01 = (cam - lo) / (hi - lo) if hi > lo else np.zeros_like(cam)
+            pred, label = int(classes[b, 1]), int(batch["label"][b])
+            mark = "ok" if pred == label else f"gt {self._class_name(label)}"
+            self._samples.append(
+                {
+                    "image": denormalize(image, mean, std),
+                    "cam": cam01,
+                    "gt_boxes": batch["boxes"][b].numpy(),
+                    "pred_box": box,
+                    "caption": f"{self._class_name(pred)} ({mark})",
+                }
+            )
+
+    def _class_name(self, c: int) -> str:
+        return self.class_names[c] if self.class_names else str(c)
+
+    def on_test_epoch_end(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        results: dict[str, float] = {}
+        results.update(self.classification.compute())
+        for protocol in self.protocols.values():
+            results.update(protocol.compute())
+        self.results = {k: float(v) for k, v in results.items()}
+        if self.trainer is not None and self.trainer.world_size > 1:
+            self.trainer.strategy.barrier("wsol-eval-end")
+        if self.global_rank == 0 and self.output_dir is not None:
+            world = self.trainer.world_size if self.trainer is not None else 1
+            PredictionWriter.merge(self.output_dir / self.predictions_name, world)
+            if self._samples:
+                cam_grid(
+                    self._samples,
+                    self.output_dir / "cams.png",
+                    title=f"{getattr(self.net, 'name', '')} CAMs",
+                )
+
+    def curves(self):
+        """The per-threshold curves of every protocol that has them, side by side."""
+        import pandas as pd
+
+        frames = [p.curves() for p in self.protocols.values()]
+        frames = [f for f in frames if f is not None]
+        if not frames:
+            return None
+        out = frames[0]
+        for f in frames[1:]:
+            out = pd.merge(out, f, on="threshold", how="outer")
+        return out

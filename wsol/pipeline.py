@@ -1,0 +1,195 @@
+"""The main job as plain functions (tests call them without the CLI):
+`train_and_evaluate(cfg)` builds everything from the composed config, trains with
+Lightning, evaluates on the test split and writes the run's outputs."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from wsol.errors import WSOLError
+from wsol.evaluation import EvalModule
+from wsol.io import check_writable, write_csv, write_text
+from wsol.models.module import ClassifierModule
+from wsol.report.metrics import format_table, write_metrics
+
+log = logging.getLogger(__name__)
+
+
+# ---- config --------------------------------------------------------------------------
+def resolve_output_dir(cfg: DictConfig) -> Path:
+    """``paths.output_dir`` if set, else Hydra's run directory; checked writable."""
+    out = cfg.paths.get("output_dir")
+    if out is None:
+        try:
+            from hydra.core.hydra_config import HydraConfig
+
+            out = HydraConfig.get().runtime.output_dir
+        except ValueError:
+            raise WSOLError(
+                "paths.output_dir is not set and there is no Hydra run directory; set paths.output_dir=DIR"
+            ) from None
+    out = check_writable(out)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(out)
+    return out
+
+
+def selected_protocols(cfg: DictConfig) -> dict:
+    """Instantiate every protocol node (a mapping with ``_target_``) under ``cfg.protocol``."""
+    protocols = {}
+    for name, node in (cfg.get("protocol") or {}).items():
+        if isinstance(node, DictConfig) and "_target_" in node:
+            protocols[name] = instantiate(node)
+    return protocols
+
+
+def build_data(cfg: DictConfig):
+    dm = instantiate(cfg.data)
+    with open_dict(cfg):
+        cfg.model.num_classes = int(dm.num_classes)
+    return dm
+
+
+def build_net(cfg: DictConfig):
+    return instantiate(cfg.model)
+
+
+def build_classifier(cfg: DictConfig, net, steps_per_epoch: int) -> ClassifierModule:
+    optim = cfg.optim
+    with open_dict(cfg):
+        sched = optim.get("scheduler")
+        if sched is not None and OmegaConf.is_missing(sched, "total_steps"):
+            sched.total_steps = int(cfg.trainer.max_epochs) * max(1, steps_per_epoch)
+    scheduler = instantiate(optim.scheduler) if optim.get("scheduler") is not None else None
+    return ClassifierModule(
+        net,
+        optimizer=instantiate(optim.optimizer),
+        scheduler=scheduler,
+        scheduler_interval=optim.get("interval", "epoch"),
+        label_smoothing=optim.get("label_smoothing", 0.0),
+        model_config=OmegaConf.to_container(cfg.model, resolve=True),
+    )
+
+
+def run_identity(cfg: DictConfig, localizer_name: str) -> dict:
+    return {
+        "model": cfg.model.name,
+        "pool": cfg.pool.name,
+        "data": cfg.data.get("name", "data"),
+        "localizer": localizer_name,
+        "seed": int(cfg.seed),
+    }
+
+
+# ---- the job -------------------------------------------------------------------------
+def train_and_evaluate(cfg: DictConfig) -> dict:
+    """Train (unless ``train=false``), evaluate on the test split, write the outputs.
+    Returns the metrics written to metrics.json."""
+    t0 = time.time()
+    out = resolve_output_dir(cfg)
+    pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    dm = build_data(cfg)
+    net = build_net(cfg)
+    localizer = instantiate(cfg.localizer)
+    protocols = selected_protocols(cfg)
+    write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+
+    logger = instantiate(cfg.logger) if cfg.get("logger") else False
+    train_time = 0.0
+    if cfg.get("train", True):
+        steps = len(dm.train_dataloader())
+        module = build_classifier(cfg, net, steps)
+        ckpt_dir = out / "checkpoints"
+        callbacks = [
+            pl.callbacks.ModelCheckpoint(
+                dirpath=ckpt_dir,
+                filename="epoch{epoch:03d}",
+                auto_insert_metric_name=False,
+                save_last=True,
+                save_top_k=1,
+                every_n_epochs=1,
+            )
+        ]
+        trainer = instantiate(cfg.trainer, logger=logger, callbacks=callbacks)
+        last = ckpt_dir / "last.ckpt"
+        resume_from = str(last) if cfg.get("resume") and last.exists() else None
+        if cfg.get("resume") and resume_from is None:
+            log.info("resume=true but %s does not exist: training from the start", last)
+        t1 = time.time()
+        trainer.fit(module, datamodule=dm, ckpt_path=resume_from)
+        train_time = time.time() - t1
+        if trainer.global_rank != 0:
+            return {}
+
+    metrics = evaluate_network(cfg, net, dm, localizer, protocols, out, logger=logger)
+    metrics.update(run_identity(cfg, localizer.name))
+    metrics["train_seconds"] = round(train_time, 1)
+    metrics["total_seconds"] = round(time.time() - t0, 1)
+    write_metrics(out / "metrics.json", metrics)
+    print(
+        format_table(
+            metrics,
+            title=f"\n{cfg.model.name} pool={cfg.pool.name} on {metrics['data']} (test split): {out}",
+        )
+    )
+    return metrics
+
+
+def evaluate_network(
+    cfg: DictConfig, net, dm, localizer, protocols: dict, out: Path, logger=None
+) -> dict:
+    """Evaluate ``net`` on the test split (after choosing the protocols' operating
+    thresholds on val when ``val_thresholds=true``); writes predictions.csv, curves.csv
+    and cams.png; returns the metrics."""
+    trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
+    trainer_cfg.pop("max_epochs", None)
+    eval_trainer = instantiate(
+        trainer_cfg,
+        logger=False,
+        callbacks=[],
+        inference_mode=False,
+        enable_checkpointing=False,
+        _convert_="all",
+    )
+    extra: dict[str, float] = {}
+    if cfg.get("val_thresholds") and protocols:
+        val_module = EvalModule(
+            net,
+            localizer,
+            {k: type(p)(**p.init_args) for k, p in protocols.items()},
+            output_dir=None,
+        )
+        eval_trainer.test(val_module, dataloaders=dm.eval_dataloader("val"), verbose=False)
+        for name, p in protocols.items():
+            chosen = (
+                val_module.protocols[name].chosen_thresholds()
+                if name in val_module.protocols
+                else {}
+            )
+            p.operating_thresholds = chosen or None
+        extra.update({f"val_{k}": v for k, v in val_module.results.items()})
+    module = EvalModule(
+        net,
+        localizer,
+        protocols,
+        output_dir=out,
+        figure_images=int(cfg.get("figure_images", 16)),
+        class_names=dm.class_names,
+    )
+    eval_trainer.test(module, datamodule=dm, verbose=False)
+    curves = module.curves()
+    if curves is not None:
+        write_csv(out / "curves.csv", curves)
+    metrics = dict(module.results)
+    metrics.update(extra)
+    if logger:
+        logger.log_metrics({f"test/{k}": v for k, v in metrics.items()})
+    torch.set_grad_enabled(True)
+    return metrics

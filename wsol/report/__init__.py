@@ -1,0 +1,1 @@
+"""Metrics files, console tables, pandas tables and matplotlib figures."""
