@@ -97,3 +97,20 @@ def test_unknown_choice_is_one_line_with_the_valid_ones(tmp_path):
     last = r.stderr.strip().splitlines()[-1]
     assert last.startswith("error: unknown model 'googlenet_gapp'") and "googlenet_gap" in last
     assert not any(tmp_path.iterdir())
+
+
+def test_val_thresholds_report_test_at_the_thresholds_chosen_on_val(tmp_path):
+    cfg = compose_config(
+        [*TINY, f"paths.output_dir={tmp_path}", "protocol=wsolevaluation", "val_thresholds=true"]
+    )
+    m = train_and_evaluate(cfg)
+    curves = pd.read_csv(tmp_path / "curves.csv")
+    for iou in (30, 50, 70):
+        chosen = m[f"val_maxboxacc_v2_iou{iou}_threshold"]
+        row = curves.loc[(curves["threshold"] - chosen).abs() < 1e-9]
+        assert len(row) == 1
+        # the test accuracy at the val-chosen threshold is read off the test curve there
+        assert m[f"maxboxacc_v2_iou{iou}_at_val"] == pytest.approx(
+            float(row[f"v2_iou{iou}"].iloc[0])
+        )
+        assert m[f"maxboxacc_v2_iou{iou}_at_val"] <= m[f"maxboxacc_v2_iou{iou}"]

@@ -177,13 +177,19 @@ class EvalModule(pl.LightningModule):
 
     def curves(self):
         """The per-threshold curves of every protocol that has them, side by side."""
-        import pandas as pd
+        return merged_curves(self.protocols.values())
 
-        frames = [p.curves() for p in self.protocols.values()]
-        frames = [f for f in frames if f is not None]
-        if not frames:
-            return None
-        out = frames[0]
-        for f in frames[1:]:
-            out = pd.merge(out, f, on="threshold", how="outer")
-        return out
+
+def merged_curves(protocols):
+    """The per-threshold curves of every protocol in ``protocols`` that has them, side by
+    side (one ``threshold`` column); None when none has curves."""
+    import pandas as pd
+
+    frames = [p.curves() for p in protocols]
+    frames = [f for f in frames if f is not None]
+    if not frames:
+        return None
+    out = frames[0]
+    for f in frames[1:]:
+        out = pd.merge(out, f, on="threshold", how="outer")
+    return out

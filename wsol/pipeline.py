@@ -17,7 +17,9 @@ from wsol.errors import WSOLError
 from wsol.evaluation import EvalModule
 from wsol.io import check_writable, write_csv, write_text
 from wsol.models.module import ClassifierModule
-from wsol.report.metrics import format_table, write_metrics
+from wsol.report.metrics import format_table, read_metrics, write_metrics
+from wsol.report.tables import machine_summary
+from wsol.report.wandb import log_run as log_run_to_wandb
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +77,7 @@ def build_classifier(cfg: DictConfig, net, steps_per_epoch: int) -> ClassifierMo
         scheduler_interval=optim.get("interval", "epoch"),
         label_smoothing=optim.get("label_smoothing", 0.0),
         model_config=OmegaConf.to_container(cfg.model, resolve=True),
+        channels_last=bool(cfg.get("channels_last", False)),
     )
 
 
@@ -94,6 +97,10 @@ def train_and_evaluate(cfg: DictConfig) -> dict:
     Returns the metrics written to metrics.json."""
     t0 = time.time()
     out = resolve_output_dir(cfg)
+    if cfg.get("skip_done") and (out / "metrics.json").is_file():
+        # skip_done=true (wsol.study): a finished run (its metrics.json exists) is not rerun
+        log.info("skip_done=true: %s/metrics.json exists; not running again", out)
+        return read_metrics(out / "metrics.json")
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     dm = build_data(cfg)
     net = build_net(cfg)
@@ -132,7 +139,9 @@ def train_and_evaluate(cfg: DictConfig) -> dict:
     metrics.update(run_identity(cfg, localizer.name))
     metrics["train_seconds"] = round(train_time, 1)
     metrics["total_seconds"] = round(time.time() - t0, 1)
+    metrics["machine"] = machine_summary(cfg.trainer.get("accelerator"))
     write_metrics(out / "metrics.json", metrics)
+    log_run_to_wandb(logger, cfg, out, metrics)  # logger=wandb: config, cams.png, predictions
     print(
         format_table(
             metrics,
@@ -150,6 +159,8 @@ def evaluate_network(
     and cams.png; returns the metrics."""
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
     trainer_cfg.pop("max_epochs", None)
+    # scores are computed from fp32 maps whatever precision trained the network
+    trainer_cfg["precision"] = "32-true"
     eval_trainer = instantiate(
         trainer_cfg,
         logger=False,
@@ -160,20 +171,18 @@ def evaluate_network(
     )
     extra: dict[str, float] = {}
     if cfg.get("val_thresholds") and protocols:
+        # choose each protocol's operating thresholds on val, report test at them
         val_module = EvalModule(
-            net,
-            localizer,
-            {k: type(p)(**p.init_args) for k, p in protocols.items()},
-            output_dir=None,
+            net, localizer, {k: p.clone() for k, p in protocols.items()}, output_dir=None
         )
         eval_trainer.test(val_module, dataloaders=dm.eval_dataloader("val"), verbose=False)
         for name, p in protocols.items():
-            chosen = (
-                val_module.protocols[name].chosen_thresholds()
+            chooser = (
+                getattr(val_module.protocols[name], "chosen_thresholds", None)
                 if name in val_module.protocols
-                else {}
+                else None
             )
-            p.operating_thresholds = chosen or None
+            p.operating_thresholds = (chooser() or None) if chooser else None
         extra.update({f"val_{k}": v for k, v in val_module.results.items()})
     module = EvalModule(
         net,
