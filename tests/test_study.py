@@ -1,0 +1,191 @@
+"""Studies (`wsol.study`): a tiny two-run study end to end (runs, skips, reruns only what
+is missing, tables and figures), partial and empty tables, and every study file of
+experiments/ loads and expands."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from tests.helpers import REPO, TINY, run_cli
+from wsol.errors import WSOLError
+from wsol.report.tables import LONG_COLUMNS
+from wsol.study import expand_runs, load_study, main, resolve_paths
+
+RUNS = ("tiny_gap-avg-cam-s0", "tiny_gap-max-cam-s0")
+
+
+def _tiny_study(folder: Path) -> Path:
+    study = {
+        "title": "Tiny GAP vs GMP",
+        "data": "synthetic, 48 px",
+        "common": [o for o in TINY if not o.startswith("model=")] + ["model=tiny_gap"],
+        "seeds": [0],
+        "sweeps": [{"name": "cam", "sweep": {"pool": ["avg", "max"]}, "fixed": ["localizer=cam"]}],
+        "metrics": {"cls_top1_err": "Top-1 cls. err.", "gt_known_loc": "GT-known loc."},
+        "rows": [
+            {"label": "tiny-GAP", "where": {"pool": "avg"}},
+            {"label": "tiny-GMP", "where": {"pool": "max"}},
+        ],
+        "published": {"tiny-GAP": {"gt_known_loc": "50.0"}},
+        "figures": {"kind": "gap_vs_gmp", "network": "tiny_gap", "seed": 0, "images": 2},
+    }
+    path = folder / "experiments" / "tiny.yaml"
+    path.parent.mkdir(parents=True)
+    path.write_text(yaml.safe_dump(study, sort_keys=False))
+    return path
+
+
+def _row(md: str, label: str) -> list[str]:
+    line = next(ln for ln in md.splitlines() if ln.startswith(f"| {label} |"))
+    return [c.strip() for c in line.strip("|").split("|")]
+
+
+def test_study_runs_skips_finished_and_reruns_only_the_missing(tmp_path, capsys):
+    study = _tiny_study(tmp_path)
+    results = tmp_path / "results"
+    runs = [results / "runs" / "tiny" / name for name in RUNS]
+
+    t0 = time.time()
+    r = run_cli("wsol.study", [str(study)], cwd=tmp_path)
+    first = time.time() - t0
+    assert r.returncode == 0, r.stderr[-3000:]
+    metrics = [json.loads((run / "metrics.json").read_text()) for run in runs]
+    assert [m["pool"] for m in metrics] == ["avg", "max"]
+    assert all((run / "checkpoints" / "last.ckpt").is_file() for run in runs)
+
+    # the long CSV: one row per run and metric, the values of metrics.json
+    csv = pd.read_csv(results / "tiny.csv")
+    assert list(csv.columns) == LONG_COLUMNS
+    assert set(csv["run"]) == set(RUNS) and set(csv["study"]) == {"tiny"}
+    got = csv.set_index(["run", "metric"])["value"]
+    for name, m in zip(RUNS, metrics):
+        assert got[(name, "gt_known_loc")] == pytest.approx(m["gt_known_loc"])
+        assert got[(name, "pxap")] == pytest.approx(m["pxap"])
+
+    # the Markdown table: ours, published, difference; header; figures
+    md = (results / "tiny.md").read_text()
+    gap = _row(md, "tiny-GAP")
+    assert gap == [
+        "tiny-GAP",
+        f"{metrics[0]['cls_top1_err']:.2f}",
+        f"{metrics[0]['gt_known_loc']:.2f}",
+        "50.0",
+        f"{metrics[0]['gt_known_loc'] - 50:+.2f}".replace("-", "−"),
+        "1/1",
+    ]
+    assert _row(md, "tiny-GMP")[3] == "—"  # nothing published for GMP
+    assert "| Hardware |" in md and "cores" in md and "| Remake | `make study STUDY=tiny`" in md
+    for fig in ("tiny_cams.png", "tiny_threshold.png", "tiny_boxes.png"):
+        assert (results / fig).stat().st_size > 1000, fig
+        assert f"]({fig})" in md
+    assert "median ratio" in md and (results / "tiny_boxes.csv").is_file()
+
+    # a second call: every run is finished, nothing is launched, nothing is rewritten
+    stamps = [(run / "metrics.json").stat().st_mtime_ns for run in runs]
+    t0 = time.time()
+    r = run_cli("wsol.study", [str(study)], cwd=tmp_path)
+    again = time.time() - t0
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "sweep cam: all 2 runs finished" in r.stdout and "to do" not in r.stdout
+    assert [(run / "metrics.json").stat().st_mtime_ns for run in runs] == stamps
+    assert again < first
+
+    # a run without metrics.json is unfinished: the table marks its cells (in process:
+    # no launch is involved)
+    (runs[1] / "metrics.json").unlink()
+    assert main([str(study), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "tiny_gap-avg-cam-s0" in out and "started, unfinished" in out and "would run" in out
+    assert main([str(study), "--tables-only", "--no-figures"]) == 0
+    md = (results / "tiny.md").read_text()
+    assert _row(md, "tiny-GMP") == ["tiny-GMP", "—", "—", "—", "—", "0/1"]
+    assert "no finished run yet" in md and "Not finished: `tiny_gap-max-cam-s0`" in md
+    assert set(pd.read_csv(results / "tiny.csv")["run"]) == {RUNS[0]}
+
+    # the next call reruns that run only (an extra override reaches the multirun; the
+    # skipped run keeps its record of the overrides it was made with)
+    recorded = (runs[0] / ".hydra" / "overrides.yaml").read_text()
+    r = run_cli(
+        "wsol.study", [str(study), "--no-figures", "trainer.log_every_n_steps=5"], cwd=tmp_path
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "sweep cam: 1 of 2 runs to do" in r.stdout
+    assert (runs[0] / "metrics.json").stat().st_mtime_ns == stamps[0]
+    assert (runs[1] / "metrics.json").stat().st_mtime_ns > stamps[1]
+    assert (runs[0] / ".hydra" / "overrides.yaml").read_text() == recorded
+    assert "trainer.log_every_n_steps=5" in (runs[1] / ".hydra" / "overrides.yaml").read_text()
+    assert _row((results / "tiny.md").read_text(), "tiny-GMP")[-1] == "1/1"
+
+
+def test_paper_study_without_runs_writes_its_table_with_empty_cells(tmp_path, capsys):
+    rc = main(
+        [
+            str(REPO / "experiments" / "cam2016_table1.yaml"),
+            "--tables-only",
+            "--results-dir",
+            str(tmp_path),
+        ]
+    )
+    assert rc == 0
+    md = (tmp_path / "cam2016_table1.md").read_text()
+    assert _row(md, "GoogLeNet-GAP") == ["GoogLeNet-GAP", "—", "35.0", "—", "—", "13.2", "—", "0/1"]
+    assert _row(md, "AlexNet")[2] == "42.6" and _row(md, "NIN *")[5] == "19.6"
+    assert "no finished run yet" in md and "0/9 finished" in md and "Learning Deep Features" in md
+    csv = pd.read_csv(tmp_path / "cam2016_table1.csv")
+    assert list(csv.columns) == LONG_COLUMNS and len(csv) == 0
+    assert not (tmp_path / "runs").exists()  # nothing was launched
+
+
+def test_every_study_file_loads_and_expands(tmp_path):
+    files = sorted((REPO / "experiments").glob("*.yaml"))
+    names = {f.stem for f in files}
+    assert {
+        "gap_vs_gmp",
+        "cam2016_table1",
+        "cam2016_table2",
+        "cam2016_cub",
+        "wsolevaluation_cam",
+        "cam2016_table1_synthetic",
+        "cam2016_table2_synthetic",
+        "cam2016_cub_synthetic",
+        "wsolevaluation_cam_synthetic",
+    } <= names
+    counts = {}
+    for f in files:
+        study = load_study(f)
+        _, runs_dir = resolve_paths(study, tmp_path)
+        runs = expand_runs(study, runs_dir)
+        counts[f.stem] = len(runs)
+        for row in study.rows:  # every row has runs
+            from wsol.study import matches
+
+            assert any(matches(run, row.get("where") or {}) for run in runs), (f.stem, row["label"])
+    assert counts["gap_vs_gmp"] == 8 * 2 * 3 + 2 * 3
+    assert counts["cam2016_table2"] == 12
+
+
+def test_bad_study_files_are_one_line_errors(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "title: x\nmetrics: {a: b}\nrows: [{label: r}]\nsweeps: [{sweep: {model: [tiny_gap]}}]\nextra: 1\n"
+    )
+    with pytest.raises(WSOLError, match="unknown key"):
+        load_study(bad)
+    bad.write_text(
+        "title: x\nmetrics: {a: b}\nrows: [{label: r}]\nrun_name: same\n"
+        "sweeps: [{sweep: {model: [tiny_gap], pool: [avg, max]}}]\n"
+    )
+    study = load_study(bad)
+    with pytest.raises(WSOLError, match="the name of another run"):
+        expand_runs(study, tmp_path)
+    bad.write_text(
+        "title: x\nmetrics: {a: b}\nrows: [{label: r}]\nsweeps: [{sweep: {model: [nope]}}]\n"
+    )
+    with pytest.raises(WSOLError, match="unknown model 'nope'"):
+        expand_runs(load_study(bad), tmp_path)
