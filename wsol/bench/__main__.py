@@ -1,0 +1,7 @@
+"""``python -m wsol.bench``: see `wsol.bench.runner`."""
+
+import sys
+
+from wsol.bench.runner import main
+
+sys.exit(main())
