@@ -106,6 +106,7 @@ from wsol.protocols.metric import ProtocolMetric, batch_column, boxes_text
 from wsol.protocols.wsolevaluation import WSOLEvaluationMetric, check_scoremap
 from wsol.report.metrics import format_table, write_metrics
 from wsol.report.predictions import PredictionWriter
+from wsol.report.tables import machine_summary
 
 log = logging.getLogger(__name__)
 
@@ -708,6 +709,7 @@ def evaluate(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
     except BaseException:
         _remove_parts(out)
         raise
+    metrics["machine"] = machine_summary(cfg.trainer.get("accelerator"))
     metrics["total_seconds"] = round(time.time() - t0, 1)
     if getattr(rank_zero_only, "rank", 0) != 0:  # under DDP process 0 writes the files
         return metrics

@@ -175,6 +175,14 @@ class EvalModule(pl.LightningModule):
                     title=f"{getattr(self.net, 'name', '')} CAMs",
                 )
 
+    def discard(self) -> None:
+        """After a failed evaluation: close and remove this process's part file of
+        predictions.csv (the previous predictions.csv, if any, stays as it was)."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer.part.unlink(missing_ok=True)
+            self._writer = None
+
     def curves(self):
         """The per-threshold curves of every protocol that has them, side by side."""
         return merged_curves(self.protocols.values())

@@ -5,18 +5,22 @@ Lightning, evaluates on the test split and writes the run's outputs."""
 from __future__ import annotations
 
 import logging
+import signal
 import time
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf, open_dict
+from pytorch_lightning.utilities import rank_zero_only
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from wsol.errors import WSOLError
 from wsol.evaluation import EvalModule
 from wsol.io import check_writable, write_csv, write_text
-from wsol.models.module import ClassifierModule
+from wsol.models.module import AtomicCheckpointIO, CheckpointOnSigterm, ClassifierModule, StepSeed
 from wsol.report.metrics import format_table, read_metrics, write_metrics
 from wsol.report.tables import machine_summary
 from wsol.report.wandb import log_run as log_run_to_wandb
@@ -91,6 +95,42 @@ def run_identity(cfg: DictConfig, localizer_name: str) -> dict:
     }
 
 
+def resume_checkpoint(out: Path) -> str | None:
+    """The newest checkpoint to resume ``out``'s training from: ``checkpoints/last.ckpt``
+    (every epoch's end, and the moment of a SIGTERM) or a ``hpc_ckpt_N.ckpt`` that
+    Lightning's SLURM plugin wrote on its requeue signal; None when there is none."""
+    candidates = [out / "checkpoints" / "last.ckpt", *out.glob("hpc_ckpt_*.ckpt")]
+    found = [p for p in candidates if p.is_file()]
+    if not found:
+        return None
+    newest = max(found, key=lambda p: p.stat().st_mtime_ns)
+    try:  # mmap: the file's structure is checked without reading every tensor
+        torch.load(newest, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as e:
+        from wsol.models.weights import _diagnose
+
+        raise WSOLError(
+            f"resume=true: {newest} is not a readable checkpoint: {_diagnose(newest, e)}; "
+            "delete it to resume from an older one, or set resume=false"
+        ) from None
+    return str(newest)
+
+
+def keep_csv_log(logger) -> None:
+    """Lightning's CSVLogger deletes ``logs/metrics.csv`` when it starts; before a resumed
+    run, the earlier epochs' log is kept as ``logs/metrics.before_resume_N.csv``."""
+    from pytorch_lightning.loggers import CSVLogger
+
+    if not isinstance(logger, CSVLogger) or rank_zero_only.rank != 0:
+        return
+    log_file = Path(logger.log_dir) / "metrics.csv"
+    if log_file.is_file():
+        n = 1
+        while (kept := log_file.with_name(f"metrics.before_resume_{n}.csv")).exists():
+            n += 1
+        log_file.replace(kept)
+
+
 # ---- the job -------------------------------------------------------------------------
 def train_and_evaluate(cfg: DictConfig) -> dict:
     """Train (unless ``train=false``), evaluate on the test split, write the outputs.
@@ -101,19 +141,24 @@ def train_and_evaluate(cfg: DictConfig) -> dict:
         # skip_done=true (wsol.study): a finished run (its metrics.json exists) is not rerun
         log.info("skip_done=true: %s/metrics.json exists; not running again", out)
         return read_metrics(out / "metrics.json")
+    training = bool(cfg.get("train", True))
+    # checked before anything is written: a damaged checkpoint is an error, not a crash
+    resume_from = resume_checkpoint(out) if training and cfg.get("resume") else None
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     dm = build_data(cfg)
     net = build_net(cfg)
     localizer = instantiate(cfg.localizer)
     protocols = selected_protocols(cfg)
-    write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    if rank_zero_only.rank == 0:
+        write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
+    if resume_from is not None:
+        keep_csv_log(logger)
     train_time = 0.0
-    if cfg.get("train", True):
-        steps = len(dm.train_dataloader())
-        module = build_classifier(cfg, net, steps)
+    if training:
         ckpt_dir = out / "checkpoints"
+        last = ckpt_dir / "last.ckpt"
         callbacks = [
             pl.callbacks.ModelCheckpoint(
                 dirpath=ckpt_dir,
@@ -122,20 +167,30 @@ def train_and_evaluate(cfg: DictConfig) -> dict:
                 save_last=True,
                 save_top_k=1,
                 every_n_epochs=1,
-            )
+            ),
+            StepSeed(int(cfg.seed)),  # dropout & co. from (seed, step): resumable anywhere
+            CheckpointOnSigterm(last),  # a SIGTERM mid-epoch loses nothing
         ]
         trainer = instantiate(cfg.trainer, logger=logger, callbacks=callbacks)
-        last = ckpt_dir / "last.ckpt"
-        resume_from = str(last) if cfg.get("resume") and last.exists() else None
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()  # no torn checkpoints
+        # the schedule's length: batches per epoch of each process
+        module = build_classifier(cfg, net, dm.steps_per_epoch(trainer.world_size))
         if cfg.get("resume") and resume_from is None:
             log.info("resume=true but %s does not exist: training from the start", last)
+        elif resume_from is not None:
+            log.info("resume=true: continuing from %s", resume_from)
         t1 = time.time()
-        trainer.fit(module, datamodule=dm, ckpt_path=resume_from)
+        try:
+            trainer.fit(module, datamodule=dm, ckpt_path=resume_from, weights_only=True)
+        except SIGTERMException:
+            log.warning("terminated by SIGTERM; run again with resume=true to continue")
+            raise SystemExit(128 + signal.SIGTERM) from None
         train_time = time.time() - t1
-        if trainer.global_rank != 0:
-            return {}
 
     metrics = evaluate_network(cfg, net, dm, localizer, protocols, out, logger=logger)
+    if rank_zero_only.rank != 0:  # under DDP every process evaluates, process 0 writes
+        return metrics
     metrics.update(run_identity(cfg, localizer.name))
     metrics["train_seconds"] = round(train_time, 1)
     metrics["total_seconds"] = round(time.time() - t0, 1)
@@ -192,9 +247,13 @@ def evaluate_network(
         figure_images=int(cfg.get("figure_images", 16)),
         class_names=dm.class_names,
     )
-    eval_trainer.test(module, datamodule=dm, verbose=False)
-    curves = module.curves()
-    if curves is not None:
+    try:
+        eval_trainer.test(module, datamodule=dm, verbose=False)
+    except BaseException:
+        module.discard()  # no part file of predictions.csv left behind
+        raise
+    curves = module.curves()  # every process: the states are summed across them
+    if curves is not None and eval_trainer.global_rank == 0:
         write_csv(out / "curves.csv", curves)
     metrics = dict(module.results)
     metrics.update(extra)

@@ -4,33 +4,147 @@
 ``_partial_``), so the readers know nothing of Lightning. Evaluation data sets are
 never shuffled or padded; under DDP each process gets a disjoint share of the test
 images (see `UnpaddedDistributedSampler`), so every image is scored exactly once.
+
+Training is reproducible across a crash and ``resume=true`` (see `SeededTrainSampler`):
+the order of the training images depends only on ``(seed, epoch)`` and each image's
+random augmentation only on ``(seed, epoch, index)``, never on how many epochs this
+process has run, how many loader workers there are, or what else drew random numbers;
+a run resumed mid-epoch skips the batches the checkpoint had already trained on.
+Both samplers are `DistributedSampler`s, so Lightning (``use_distributed_sampler``)
+never replaces them with its own, which would pad the evaluation with repeated images.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Iterator, Sequence
 
+import numpy as np
 import pytorch_lightning as pl
-from torch.utils.data import DataLoader, Dataset, Sampler
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from wsol.data.record import collate
 from wsol.data.transforms import build_transform
 from wsol.errors import WSOLError
 
 
-class UnpaddedDistributedSampler(Sampler[int]):
-    """Rank r of W gets indices r, r+W, r+2W, ... < N: disjoint shares that cover the data
-    set once, unlike torch's DistributedSampler, which pads with repeated images."""
+def _world(num_replicas: int | None = None, rank: int | None = None) -> tuple[int, int]:
+    """(world size, rank): the given values, else the process group's, else (1, 0)."""
+    if num_replicas is None or rank is None:
+        if dist.is_available() and dist.is_initialized():
+            num_replicas = dist.get_world_size() if num_replicas is None else num_replicas
+            rank = dist.get_rank() if rank is None else rank
+    return int(num_replicas or 1), int(rank or 0)
 
-    def __init__(self, dataset: Dataset, num_replicas: int, rank: int):
-        self.n, self.num_replicas, self.rank = len(dataset), num_replicas, rank
+
+class UnpaddedDistributedSampler(DistributedSampler):
+    """Rank r of W gets indices r, r+W, r+2W, ... < N: disjoint shares that cover the data
+    set once, unlike torch's DistributedSampler, which pads with repeated images.
+
+    ``num_replicas``/``rank`` left None are read from the process group when the sampler
+    is iterated (a loader made before DDP started still shares correctly); without one
+    the sampler is sequential. A `DistributedSampler` subclass, so Lightning leaves it in
+    place whatever ``use_distributed_sampler`` says."""
+
+    def __init__(self, dataset: Dataset, num_replicas: int | None = None, rank: int | None = None):
+        Sampler.__init__(self)
+        self.dataset = dataset
+        self.n = len(dataset)
+        self._num_replicas, self._rank = num_replicas, rank
+        self.shuffle, self.drop_last, self.seed, self.epoch = False, False, 0, 0
+
+    @property
+    def num_replicas(self) -> int:  # type: ignore[override]
+        return _world(self._num_replicas, self._rank)[0]
+
+    @num_replicas.setter
+    def num_replicas(self, value: int) -> None:
+        self._num_replicas = value
+
+    @property
+    def rank(self) -> int:  # type: ignore[override]
+        return _world(self._num_replicas, self._rank)[1]
+
+    @rank.setter
+    def rank(self, value: int) -> None:
+        self._rank = value
 
     def __iter__(self) -> Iterator[int]:
-        return iter(range(self.rank, self.n, self.num_replicas))
+        world, rank = _world(self._num_replicas, self._rank)
+        return iter(range(rank, self.n, world))
 
     def __len__(self) -> int:
-        return max(0, math.ceil((self.n - self.rank) / self.num_replicas))
+        world, rank = _world(self._num_replicas, self._rank)
+        return max(0, math.ceil((self.n - rank) / world))
+
+
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    """The seed of one training image's random augmentation in one epoch."""
+    ss = np.random.SeedSequence([int(seed) % 2**32, int(epoch), int(index)])
+    return int(ss.generate_state(1, np.uint64)[0] >> 1)
+
+
+class SeededTrainSampler(DistributedSampler):
+    """The training order: torch's `DistributedSampler` (a permutation drawn from
+    ``seed + epoch``, this rank's share, padded to equal shares) whose items are
+    ``(index, sample_seed(seed, epoch, index))`` for `SeededDataset`.
+
+    ``skip`` (set when resuming mid-epoch) drops that many of the epoch's first items
+    from the next iteration only; ``len()`` stays the whole epoch's, as Lightning counts
+    the skipped batches as done."""
+
+    def __init__(self, dataset: Dataset, num_replicas: int, rank: int, seed: int):
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
+        self.skip = 0
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        skip, self.skip = self.skip, 0
+        epoch = self.epoch
+        for index in list(super().__iter__())[skip:]:
+            yield (int(index), sample_seed(self.seed, epoch, int(index)))
+
+
+class SeededDataset(Dataset):
+    """A training data set indexed by ``(index, seed)``: the record of ``index`` with its
+    random augmentation drawn from torch's generator seeded with ``seed`` (restored after),
+    the same in the main process and in any loader worker."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getattr__(self, name: str):
+        if name == "dataset":  # not set yet (unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+    def __getitem__(self, key):
+        if not isinstance(key, tuple):
+            return self.dataset[key]
+        index, seed = key
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return self.dataset[index]
+
+
+def resume_position(trainer) -> tuple[int, int]:
+    """(epoch, batches of it already trained) where ``trainer.fit`` goes on: (0, 0) for a
+    fresh run; after a restored checkpoint the fit loop's counters say where it stopped."""
+    fit_loop = getattr(trainer, "fit_loop", None)
+    if fit_loop is None:
+        return 0, 0
+    epochs = fit_loop.epoch_progress.current
+    batches = fit_loop.epoch_loop.batch_progress.current
+    epoch = int(epochs.processed)
+    # an epoch that started but was not processed: a checkpoint from inside it
+    mid_epoch = int(epochs.started) > epoch
+    done = int(batches.processed) if mid_epoch else 0
+    return epoch, done
 
 
 class WSOLDataModule(pl.LightningDataModule):
@@ -52,6 +166,7 @@ class WSOLDataModule(pl.LightningDataModule):
         val_split: str | None = "val",
         test_split: str = "test",
         name: str = "data",
+        seed: int | None = None,
     ):
         super().__init__()
         self.dataset_factory = dataset
@@ -65,6 +180,8 @@ class WSOLDataModule(pl.LightningDataModule):
         self.resize_size, self.crop, self.flip = resize_size, crop, flip
         self.splits = {"train": train_split, "val": val_split, "test": test_split}
         self.name = name
+        # the training order's seed; None: the run's seed (pl.seed_everything's PL_GLOBAL_SEED)
+        self.seed = seed
         self._datasets: dict[str, Dataset] = {}
 
     # ---- data sets -------------------------------------------------------------------
@@ -124,16 +241,49 @@ class WSOLDataModule(pl.LightningDataModule):
             drop_last=drop_last,
         )
 
-    def _eval_sampler(self, ds: Dataset) -> Sampler | None:
+    def _eval_sampler(self, ds: Dataset) -> Sampler:
+        """Unpadded shares under DDP; sequential in one process (and never replaced)."""
         trainer = getattr(self, "trainer", None)
-        world = trainer.world_size if trainer is not None else 1
-        if world <= 1:
-            return None
-        return UnpaddedDistributedSampler(ds, world, trainer.global_rank)
+        if trainer is not None and trainer.world_size > 1:
+            return UnpaddedDistributedSampler(ds, trainer.world_size, trainer.global_rank)
+        return UnpaddedDistributedSampler(ds)  # the process group's, if any, when iterated
+
+    def _world(self) -> tuple[int, int]:
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None:
+            return int(trainer.world_size), int(trainer.global_rank)
+        return _world()
+
+    def train_sampler(
+        self, world: int | None = None, rank: int | None = None
+    ) -> SeededTrainSampler:
+        ds = self.dataset("train")
+        if world is None or rank is None:
+            world, rank = self._world()
+        seed = self.seed if self.seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
+        return SeededTrainSampler(ds, world, rank, seed)
+
+    def steps_per_epoch(self, world: int = 1) -> int:
+        """Training batches per epoch of each of ``world`` processes."""
+        share = math.ceil(len(self.dataset("train")) / max(1, world))
+        # a last partial batch is dropped unless it is the only one
+        return share // self.batch_size if share > self.batch_size else 1
 
     def train_dataloader(self) -> DataLoader:
         ds = self.dataset("train")
-        return self._loader(ds, self.batch_size, shuffle=True, drop_last=len(ds) > self.batch_size)
+        sampler = self.train_sampler()
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None:  # where a resumed fit goes on (see resume_position)
+            epoch, done = resume_position(trainer)
+            sampler.set_epoch(epoch)
+            sampler.skip = done * self.batch_size
+        return self._loader(
+            SeededDataset(ds),
+            self.batch_size,
+            shuffle=False,
+            sampler=sampler,
+            drop_last=len(sampler) > self.batch_size,
+        )
 
     def val_dataloader(self):
         if self.splits["val"] is None:  # no val split: Lightning skips validation

@@ -19,6 +19,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from torch import nn
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,7 @@ class ClassifierModule(pl.LightningModule):
         scheduler_interval: str = "epoch",
         label_smoothing: float = 0.0,
         model_config: dict | None = None,
+        channels_last: bool = False,
     ):
         super().__init__()
         self.net = net
@@ -40,16 +42,24 @@ class ClassifierModule(pl.LightningModule):
         self.scheduler_factory = scheduler
         self.scheduler_interval = scheduler_interval
         self.label_smoothing = float(label_smoothing)
+        self.channels_last = bool(channels_last)
         # plain types only: checkpoints must load with torch.load(weights_only=True)
         self.save_hyperparameters(
             {"model": dict(model_config or {}), "label_smoothing": self.label_smoothing}
         )
 
+    def setup(self, stage: str) -> None:
+        if self.channels_last:  # NHWC: oneDNN's fast path for convolutions on the CPU
+            self.net.to(memory_format=torch.channels_last)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
     def _step(self, batch: dict, stage: str) -> torch.Tensor:
-        logits = self.net(batch["image"])
+        x = batch["image"]
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        logits = self.net(x).float()
         y = batch["label"]
         loss = F.cross_entropy(
             logits, y, label_smoothing=self.label_smoothing if stage == "train" else 0.0
@@ -136,3 +146,64 @@ class ClassifierModule(pl.LightningModule):
             "optimizer": opt,
             "lr_scheduler": {"scheduler": sched, "interval": self.scheduler_interval},
         }
+
+
+# ---- reproducible across a crash and resume=true -----------------------------------------
+def step_seed(seed: int, rank: int, step: int) -> int:
+    """The seed of torch's generator for one training step of one process."""
+    import numpy as np
+
+    ss = np.random.SeedSequence([int(seed) % 2**32, int(rank), int(step)])
+    return int(ss.generate_state(1, np.uint64)[0] >> 1)
+
+
+class StepSeed(pl.Callback):
+    """Seeds torch's generator before every training step from ``(seed, rank, global
+    step)``: the network's own randomness (dropout) is then the same whether the run went
+    straight through or was resumed from a checkpoint at any step, whatever drew random
+    numbers in between (validation, loader workers, a restart). The images' augmentation
+    is seeded per image by `wsol.data.datamodule.SeededDataset`."""
+
+    def __init__(self, seed: int):
+        self.seed = int(seed)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        torch.manual_seed(step_seed(self.seed, trainer.global_rank, trainer.global_step))
+
+
+class CheckpointOnSigterm(pl.Callback):
+    """On SIGTERM (a scheduler's kill, ``kill PID``) Lightning stops after the current
+    batch and raises `SIGTERMException`; this saves a checkpoint of that moment to
+    ``path`` (``checkpoints/last.ckpt``), so ``resume=true`` loses at most the batch in
+    flight. Not after an epoch's last batch: Lightning misreads a checkpoint of that
+    moment on restart (it skips the next epoch), so the epoch-end checkpoint that
+    `ModelCheckpoint` wrote stays. SIGKILL cannot be caught: then the last epoch-end
+    checkpoint is what resumes."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+        if not isinstance(exception, SIGTERMException) or trainer.state.fn != "fit":
+            return
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.completed
+        if done == 0 or done >= trainer.num_training_batches:
+            log.warning("SIGTERM at an epoch's end: resume=true continues from its checkpoint")
+            return
+        trainer.save_checkpoint(self.path, weights_only=False)
+        log.warning("SIGTERM: saved the training state to %s (resume=true continues)", self.path)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written through `wsol.io.atomic_open` (a temporary file in the same
+    folder, fsync, rename): a crash mid-save leaves the previous checkpoint whole.
+    (Lightning's own save stages the file in the system's temporary folder and moves
+    it, which is a non-atomic copy when that is another file system.)"""
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        from wsol.io import atomic_open
+
+        with atomic_open(path, "wb") as f:
+            torch.save(checkpoint, f)
