@@ -189,3 +189,24 @@ def test_bad_study_files_are_one_line_errors(tmp_path):
     )
     with pytest.raises(WSOLError, match="unknown model 'nope'"):
         expand_runs(load_study(bad), tmp_path)
+
+
+def test_only_launches_the_selected_runs(tmp_path, monkeypatch):
+    """--only cuts each sweep's multirun to the selected runs; the plan is unchanged."""
+    import wsol.study as study_mod
+
+    study = load_study(REPO / "experiments" / "gap_vs_gmp.yaml")
+    _, runs_dir = resolve_paths(study, tmp_path)
+    runs = expand_runs(study, runs_dir)
+    only = study_mod.parse_only(["seed=0", "model=googlenet_gap,nin"])
+    assert only == {"seed": ["0"], "model": ["googlenet_gap", "nin"]}
+    calls = []
+    monkeypatch.setattr(study_mod.subprocess, "call", lambda cmd: calls.append(cmd) or 0)
+    study_mod.launch(study, runs, runs_dir, only=only)
+    cam = next(c for c in calls if any(a.startswith("localizer=cam") for a in c))
+    assert "model=googlenet_gap,nin" in cam and "pool=avg,max" in cam and "seed=0" in cam
+    base = next(c for c in calls if "localizer=center,full" in c)
+    assert "seed=0" in base
+    assert len(calls) == 2
+    with pytest.raises(WSOLError, match="KEY=V1"):
+        study_mod.parse_only(["colour=red"])

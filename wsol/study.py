@@ -81,6 +81,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import itertools
 import json
 import logging
@@ -609,18 +610,48 @@ def check_env(study: Study) -> None:
         )
 
 
+def parse_only(items: Sequence[str]) -> dict[str, list[str]]:
+    """``--only KEY=V1,V2`` (repeatable) -> {KEY: [V1, V2]}; KEY is a run identity key."""
+    keys = ("model", "pool", "localizer", "data", "seed", "sweep")
+    out: dict[str, list[str]] = {}
+    for item in items:
+        key, sep, values = item.partition("=")
+        if not sep or key not in keys or not values:
+            raise WSOLError(
+                f"--only {item!r}: expected KEY=V1[,V2...] with KEY one of {', '.join(keys)}"
+            )
+        out.setdefault(key, []).extend(v for v in values.split(",") if v)
+    return out
+
+
+def narrowed(sweep: Sweep, selected: Sequence[Run]) -> Sweep:
+    """The sweep with each swept key's values cut to those of the selected runs."""
+    keep = {
+        k: [v for v in vals if any(f"{k}={render_value(v)}" in r.overrides for r in selected)]
+        for k, vals in sweep.sweep.items()
+    }
+    return dataclasses.replace(sweep, sweep=keep)
+
+
 def launch(
     study: Study,
     runs: Sequence[Run],
     runs_dir: Path,
     launcher: str | None = None,
     extra: Sequence[str] = (),
+    only: Mapping[str, list[str]] | None = None,
 ) -> list[str]:
     """Run the multirun of every sweep that has unfinished runs, in order; returns the
-    failures (one line each). A failed sweep does not stop the next ones."""
+    failures (one line each). A failed sweep does not stop the next ones. ``only``
+    (identity key -> values) restricts the launch to the matching runs; the table still
+    shows every planned run."""
     failures = []
     for sweep in study.sweeps:
         mine = [r for r in runs if r.sweep == sweep.name]
+        if only:
+            mine = [r for r in mine if matches(r, only)]
+            if not mine:
+                continue
         todo = [r for r in mine if not r.done]
         if not todo:
             print(
@@ -628,7 +659,9 @@ def launch(
                 flush=True,
             )
             continue
-        cmd = sweep_command(study, sweep, runs_dir, launcher, extra)
+        cmd = sweep_command(
+            study, narrowed(sweep, mine) if only else sweep, runs_dir, launcher, extra
+        )
         print(
             f"[study {study.name}] sweep {sweep.name}: {len(todo)} of {len(mine)} runs to do\n"
             f"  {shlex.join(['python', *cmd[1:]])}",
@@ -1135,6 +1168,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="a Hydra launcher (adds hydra/launcher=NAME), e.g. submitit_slurm",
     )
     parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2",
+        help="launch only the runs whose model/pool/localizer/data/seed/sweep is one of the "
+        "values (repeatable; e.g. --only seed=0 --only model=googlenet_gap,nin); the table "
+        "still lists every planned run",
+    )
+    parser.add_argument(
         "--results-dir",
         default=None,
         help="where NAME.csv/.md and runs/ go (default: results/ beside experiments/)",
@@ -1150,6 +1192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         study = load_study(study_path(args.study))
         results_dir, runs_dir = resolve_paths(study, args.results_dir)
         check_overrides(list(args.overrides))
+        only = parse_only(args.only)
         runs = expand_runs(study, runs_dir)
         refresh(runs)
         if args.dry_run:
@@ -1159,7 +1202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.tables_only:
             if any(not r.done for r in runs):
                 check_env(study)
-            failures = launch(study, runs, runs_dir, args.launcher, args.overrides)
+            failures = launch(study, runs, runs_dir, args.launcher, args.overrides, only)
             refresh(runs)
         written = write_outputs(study, runs, results_dir, runs_dir, figures=not args.no_figures)
         print(
