@@ -73,7 +73,9 @@ def test_cli_runs_a_figure_in_its_own_process(tmp_path):
     lines = p.stdout.splitlines()
     assert lines[0].split()[:3] == ["figure", "measure", "suite"]
     # a verdict is printed either way; whether the target is met depends on the machine
-    assert any(line.startswith("eval ") and line.rstrip().endswith(("met", "NOT MET")) for line in lines)
+    assert any(
+        line.startswith("eval ") and line.rstrip().endswith(("met", "NOT MET")) for line in lines
+    )
     text = md.read_text()
     assert "Each figure ran in its own process" in text
     assert "maxboxacc_v2 @1000" in text

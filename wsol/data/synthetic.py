@@ -80,6 +80,9 @@ class SyntheticWSOL(Dataset):
         object_scale: (min, max) of the body's half-length as a fraction of the image.
         body_signal: probability that a body's stripe colour follows its class (else it
             is random): the body alone tells the class only this weakly, the part always.
+        part_visibility: probability that the part is visible (a hidden part, like a
+            bird's head turned away, leaves the body as the whole object).
+        part_scale: (min, max) of the part's radius as a fraction of the body's half-width.
         transform: callable(record) -> record applied last (normalisation, flips).
     """
 
@@ -87,14 +90,16 @@ class SyntheticWSOL(Dataset):
         self,
         split: str = "train",
         num_classes: int = 10,
-        image_size: int = 96,
-        train_size: int = 3000,
-        val_size: int = 500,
+        image_size: int = 224,
+        train_size: int = 2000,
+        val_size: int = 200,
         test_size: int = 1000,
         seed: int = 0,
         difficulty: float = 0.5,
-        object_scale: tuple[float, float] = (0.17, 0.33),
-        body_signal: float = 0.6,
+        object_scale: tuple[float, float] = (0.28, 0.45),
+        body_signal: float = 0.8,
+        part_visibility: float = 0.6,
+        part_scale: tuple[float, float] = (0.4, 0.55),
         transform=None,
     ):
         if split not in SPLITS:
@@ -122,6 +127,8 @@ class SyntheticWSOL(Dataset):
         self.difficulty = float(difficulty)
         self.object_scale = (float(object_scale[0]), float(object_scale[1]))
         self.body_signal = float(body_signal)
+        self.part_visibility = float(part_visibility)
+        self.part_scale = (float(part_scale[0]), float(part_scale[1]))
         self.transform = transform
         self.styles = class_styles(self.num_classes)
         s = self.image_size
@@ -145,14 +152,28 @@ class SyntheticWSOL(Dataset):
         )
 
     # ---- rendering ------------------------------------------------------------------
-    def _frame(self, cx: float, cy: float, angle: float) -> tuple[np.ndarray, np.ndarray]:
+    def _window(self, cx: float, cy: float, reach: float) -> tuple[slice, slice]:
+        """The rows and columns within ``reach`` pixels of (cx, cy): a shape's coverage is
+        zero outside, so it is computed and painted there only (same pixels, less work)."""
+        s = self.image_size
+        x0, x1 = max(0, math.floor(cx - reach)), min(s, math.ceil(cx + reach) + 1)
+        y0, y1 = max(0, math.floor(cy - reach)), min(s, math.ceil(cy + reach) + 1)
+        return slice(y0, max(y0, y1)), slice(x0, max(x0, x1))
+
+    def _frame(
+        self, cx: float, cy: float, angle: float, win: tuple[slice, slice]
+    ) -> tuple[np.ndarray, np.ndarray]:
         c, s = math.cos(angle), math.sin(angle)
-        dx, dy = self._xx - cx, self._yy - cy
+        dx, dy = self._xx[win] - cx, self._yy[win] - cy
         return c * dx + s * dy, -s * dx + c * dy
 
-    def _shape(self, kind: str, cx: float, cy: float, r: float, angle: float) -> np.ndarray:
-        """Soft (anti-aliased) coverage in [0, 1] of a part shape of radius r."""
-        u, v = self._frame(cx, cy, angle)
+    def _shape(
+        self, kind: str, cx: float, cy: float, r: float, angle: float
+    ) -> tuple[np.ndarray, tuple[slice, slice]]:
+        """Soft (anti-aliased) coverage in [0, 1] of a part shape of radius r, on its
+        window (every shape lies within 1.3 r + 1 of its centre)."""
+        win = self._window(cx, cy, 1.3 * r + 2.0)
+        u, v = self._frame(cx, cy, angle, win)
         if kind == "disc":
             d = np.sqrt(u * u + v * v) - r
         elif kind == "square":
@@ -183,20 +204,28 @@ class SyntheticWSOL(Dataset):
             d = rad - r * (0.62 + 0.38 * np.cos(5 * ang))
         else:  # pragma: no cover
             raise ValueError(kind)
-        return np.clip(0.5 - d, 0.0, 1.0)
+        return np.clip(0.5 - d, 0.0, 1.0), win
 
     def _ellipse(
         self, cx: float, cy: float, a: float, b: float, angle: float
-    ) -> tuple[np.ndarray, np.ndarray]:
-        u, v = self._frame(cx, cy, angle)
+    ) -> tuple[np.ndarray, np.ndarray, tuple[slice, slice]]:
+        # coverage > 0 needs q < 1 + 0.5 / min(a, b), i.e. within a + 0.5 a / b of the centre
+        win = self._window(cx, cy, a * (1.0 + 0.5 / min(a, b)) + 2.0)
+        u, v = self._frame(cx, cy, angle, win)
         q = np.sqrt((u / a) ** 2 + (v / b) ** 2)
         cov = np.clip((1.0 - q) * min(a, b) + 0.5, 0.0, 1.0)
-        return cov, u
+        return cov, u, win
 
     @staticmethod
-    def _paint(img: np.ndarray, cov: np.ndarray, color) -> None:
-        img *= 1.0 - cov[..., None]
-        img += cov[..., None] * color
+    def _paint(img: np.ndarray, cov: np.ndarray, color, win: tuple[slice, slice]) -> None:
+        patch = img[win]
+        patch *= 1.0 - cov[..., None]
+        patch += cov[..., None] * color
+
+    def _full(self, cov: np.ndarray, win: tuple[slice, slice]) -> np.ndarray:
+        out = np.zeros((self.image_size, self.image_size), dtype=cov.dtype)
+        out[win] = cov
+        return out
 
     def _background(self, rng: np.random.Generator) -> np.ndarray:
         s = self.image_size
@@ -227,19 +256,19 @@ class SyntheticWSOL(Dataset):
             color = _hsv_to_rgb(rng.random(), rng.uniform(0.2, 0.8), rng.uniform(0.2, 0.9))
             cx, cy = rng.uniform(0, s, 2)
             if rng.random() < 0.5:  # a line segment
-                cov = self._shape(
+                cov, win = self._shape(
                     "bar", cx, cy, rng.uniform(0.05, 0.15) * s, rng.uniform(0, math.pi)
                 )
                 cov *= 0.5
             else:
                 kind = ("disc", "square")[int(rng.integers(2))]
-                cov = self._shape(
+                cov, win = self._shape(
                     kind, cx, cy, rng.uniform(0.015, 0.04) * s, rng.uniform(0, math.pi)
                 )
-            self._paint(img, cov * rng.uniform(0.5, 1.0), color)
+            self._paint(img, cov * rng.uniform(0.5, 1.0), color, win)
 
     def _body(self, rng, img, cx, cy, a, b, angle, hue) -> np.ndarray:
-        cov, u = self._ellipse(cx, cy, a, b, angle)
+        cov, u, win = self._ellipse(cx, cy, a, b, angle)
         c1 = _hsv_to_rgb(hue % 1, rng.uniform(0.45, 0.8), rng.uniform(0.55, 0.9))
         c2 = _hsv_to_rgb((hue + 0.5) % 1, rng.uniform(0.2, 0.5), rng.uniform(0.15, 0.4))
         freq = rng.uniform(0.35, 0.6) / max(b, 1.0) * 2.5
@@ -247,9 +276,8 @@ class SyntheticWSOL(Dataset):
             ..., None
         ]
         color = stripes * c1 + (1 - stripes) * c2
-        img *= 1.0 - cov[..., None]
-        img += cov[..., None] * color
-        return cov
+        self._paint(img, cov, color, win)
+        return self._full(cov, win)
 
     def _object_geometry(self, rng):
         s = self.image_size
@@ -258,7 +286,7 @@ class SyntheticWSOL(Dataset):
         aspect = rng.uniform(1.4, 2.4)
         b = a / aspect
         angle = rng.uniform(0, math.pi)
-        r = rng.uniform(0.55, 0.75) * b + 0.02 * s
+        r = rng.uniform(*self.part_scale) * b + 0.02 * s
         side = 1.0 if rng.random() < 0.5 else -1.0
         # part centre at the end of the major axis, half overlapping the body
         ca, sa = math.cos(angle), math.sin(angle)
@@ -298,13 +326,13 @@ class SyntheticWSOL(Dataset):
         for _ in range(int(rng.binomial(1, 0.5 * d))):
             other = self.styles[int(rng.integers(self.num_classes))]
             color = _hsv_to_rgb(other.part_hue, rng.uniform(0.7, 1.0), rng.uniform(0.75, 1.0))
-            cov = self._shape(
+            cov, win = self._shape(
                 other.part_shape,
                 *rng.uniform(0.08 * s, 0.92 * s, 2),
                 rng.uniform(0.035, 0.06) * s,
                 rng.uniform(0, 2 * math.pi),
             )
-            self._paint(img, cov, color)
+            self._paint(img, cov, color, win)
         cx, cy, a, b, angle, r, (px, py) = self._object_geometry(rng)
         body_hue = (
             style.body_hue if rng.random() < self.body_signal else rng.random()
@@ -315,8 +343,12 @@ class SyntheticWSOL(Dataset):
             rng.uniform(0.75, 1.0),
             rng.uniform(0.8, 1.0),
         )
-        part_cov = self._shape(style.part_shape, px, py, r, angle + rng.normal(0, 0.3))
-        self._paint(img, part_cov, part_color)
+        part_cov, win = self._shape(style.part_shape, px, py, r, angle + rng.normal(0, 0.3))
+        if rng.random() < self.part_visibility:
+            self._paint(img, part_cov, part_color, win)
+            part_cov = self._full(part_cov, win)
+        else:
+            part_cov = np.zeros((s, s), dtype=np.float32)
         img += rng.normal(0, 0.02, size=img.shape).astype(np.float32)
         np.clip(img, 0.0, 1.0, out=img)
         mask = ((body_cov >= 0.5) | (part_cov >= 0.5)).astype(np.uint8)
