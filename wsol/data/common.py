@@ -27,6 +27,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import torch
 from PIL import Image
+from torch.utils.data import Dataset
 
 from wsol.errors import WSOLError, where
 
@@ -302,3 +303,38 @@ def seeded_per_class(
             )
         chosen.append(np.sort(rng.choice(idx, size=per_class, replace=False)))
     return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, dtype=np.int64)
+
+
+class AnnotatedImages(Dataset):
+    """Base of the real-data readers: a record is ``_record(index, image)``; with
+    ``load_images=False`` the records come without images (annotations only).
+
+    Subclasses set ``load_images`` and ``transform`` and define ``__len__``,
+    ``image_path(index)``, ``image_source(index)`` (the file and line that name the
+    image, for error messages) and ``_record(index, image)``."""
+
+    load_images: bool = True
+    transform = None
+
+    def image_path(self, index: int) -> Path:
+        raise NotImplementedError
+
+    def image_source(self, index: int) -> str:
+        raise NotImplementedError
+
+    def _record(self, index: int, image: torch.Tensor | None) -> dict:
+        raise NotImplementedError
+
+    def annotation(self, index: int) -> dict:
+        """The record without its image (boxes, size, mask, label, id, index)."""
+        return self._record(int(index), None)
+
+    def __getitem__(self, index: int) -> dict:
+        index = int(index)
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        if not self.load_images:
+            return self.annotation(index)
+        image = load_rgb(self.image_path(index), self.image_source(index))
+        record = self._record(index, image)
+        return self.transform(record) if self.transform is not None else record

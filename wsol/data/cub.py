@@ -27,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from wsol.data.common import (
+    AnnotatedImages,
     check_box,
     check_image_size,
     check_relpath,
@@ -37,7 +37,6 @@ from wsol.data.common import (
     fields,
     header_size,
     inside,
-    load_rgb,
     read_lines,
     report_clipped,
     require_dir,
@@ -74,7 +73,7 @@ def _per_image(path: Path, ids: dict[int, int], ncols: int, form: str, sep: str 
         raise WSOLError(f"{path} has no line for image id {missing} of images.txt")
 
 
-class CUBDataset(Dataset):
+class CUBDataset(AnnotatedImages):
     """A split of CUB-200-2011 in its release layout (see the module docstring).
 
     Args:
@@ -263,21 +262,17 @@ class CUBDataset(Dataset):
     def __len__(self) -> int:
         return len(self._paths)
 
-    def _source(self, index: int) -> str:
+    def image_source(self, index: int) -> str:
         return where(self._images_file, self._path_lines[index])
 
     def image_path(self, index: int) -> Path:
-        return inside(self.image_root, self._paths[index], self._source(index))
+        return inside(self.image_root, self._paths[index], self.image_source(index))
 
     def image_size(self, index: int) -> tuple[int, int]:
         """(height, width) of image ``index`` from its file header (cached)."""
         if index not in self._sizes:
-            self._sizes[index] = header_size(self.image_path(index), self._source(index))
+            self._sizes[index] = header_size(self.image_path(index), self.image_source(index))
         return self._sizes[index]
-
-    def annotation(self, index: int) -> dict:
-        """The record without its image (boxes, size, label, id, index)."""
-        return self._record(int(index), None)
 
     def _record(self, index: int, image: torch.Tensor | None) -> dict:
         if not 0 <= index < len(self):
@@ -305,13 +300,3 @@ class CUBDataset(Dataset):
         if image is not None:
             record = {"image": image, **record}
         return record
-
-    def __getitem__(self, index: int) -> dict:
-        index = int(index)
-        if not 0 <= index < len(self):
-            raise IndexError(index)
-        if not self.load_images:
-            return self.annotation(index)
-        image = load_rgb(self.image_path(index), self._source(index))
-        record = self._record(index, image)
-        return self.transform(record) if self.transform is not None else record

@@ -31,16 +31,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from wsol.data.common import (
     IMAGE_SUFFIXES,
+    AnnotatedImages,
     check_box,
     check_image_size,
     clip_boxes,
     header_size,
     inside,
-    load_rgb,
     read_lines,
     report_clipped,
     require_dir,
@@ -256,7 +255,7 @@ def _image_files(folder: Path) -> list[str]:
     return sorted(names)
 
 
-class ImageNetDataset(Dataset):
+class ImageNetDataset(AnnotatedImages):
     """ILSVRC 2012 train or val in the release layout (see the module docstring).
 
     Args:
@@ -438,19 +437,15 @@ class ImageNetDataset(Dataset):
     def __len__(self) -> int:
         return len(self._ids)
 
-    def _source(self, index: int) -> str:
+    def image_source(self, index: int) -> str:
         if self._val is not None:
             return self._val[index].source
         return self._classes_source
 
     def image_path(self, index: int) -> Path:
         return inside(
-            self.root / self.split, self._ids[index].split("/", 1)[1], self._source(index)
+            self.root / self.split, self._ids[index].split("/", 1)[1], self.image_source(index)
         )
-
-    def annotation(self, index: int) -> dict:
-        """The record without its image (boxes, size, label, id, index)."""
-        return self._record(int(index), None)
 
     def _record(self, index: int, image: torch.Tensor | None) -> dict:
         if not 0 <= index < len(self):
@@ -465,7 +460,7 @@ class ImageNetDataset(Dataset):
             size = (
                 expected
                 if expected is not None
-                else header_size(self.image_path(index), self._source(index))
+                else header_size(self.image_path(index), self.image_source(index))
             )
         if a is None:
             boxes = whole_image_box(size)
@@ -487,13 +482,3 @@ class ImageNetDataset(Dataset):
         if image is not None:
             record = {"image": image, **record}
         return record
-
-    def __getitem__(self, index: int) -> dict:
-        index = int(index)
-        if not 0 <= index < len(self):
-            raise IndexError(index)
-        if not self.load_images:
-            return self.annotation(index)
-        image = load_rgb(self.image_path(index), self._source(index))
-        record = self._record(index, image)
-        return self.transform(record) if self.transform is not None else record

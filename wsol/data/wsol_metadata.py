@@ -37,9 +37,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from wsol.data.common import (
+    AnnotatedImages,
     box_of_mask,
     check_box,
     check_image_size,
@@ -50,7 +50,6 @@ from wsol.data.common import (
     header_size,
     inside,
     load_gray,
-    load_rgb,
     log,
     read_lines,
     report_clipped,
@@ -286,7 +285,7 @@ def class_names_from_ids(ids: list[str], labels: np.ndarray, num_classes: int) -
     return names
 
 
-class WSOLMetadataDataset(Dataset):
+class WSOLMetadataDataset(AnnotatedImages):
     """A split of a data set described by wsolevaluation metadata (module docstring).
 
     Args:
@@ -395,6 +394,9 @@ class WSOLMetadataDataset(Dataset):
     def _source(self, k: int) -> str:
         return where(self.ann.file("image_ids.txt"), self.ann.id_lines[k])
 
+    def image_source(self, index: int) -> str:
+        return self._source(int(self.order[index]))
+
     def image_path(self, index: int) -> Path:
         k = int(self.order[index])
         if self.root is None:
@@ -435,10 +437,6 @@ class WSOLMetadataDataset(Dataset):
                 )
             out[(ig > 0) & ~fg] = 255
         return out, [m > 0 for _, m in loaded]
-
-    def annotation(self, index: int) -> dict:
-        """The record without its image (boxes, size, mask, label, id, index)."""
-        return self._record(index, None)
 
     def _record(self, index: int, image: torch.Tensor | None) -> dict:
         if not 0 <= index < len(self):
@@ -497,15 +495,3 @@ class WSOLMetadataDataset(Dataset):
         if (mh, mw) != (h, w):
             b = b * np.array([w / mw, h / mh, w / mw, h / mh])
         return b
-
-    def __getitem__(self, index: int) -> dict:
-        index = int(index)
-        if not 0 <= index < len(self):
-            raise IndexError(index)
-        if not self.load_images:
-            return self.annotation(index)
-        k = int(self.order[index])
-        path = self.image_path(index)
-        image = load_rgb(path, self._source(k))
-        record = self._record(index, image)
-        return self.transform(record) if self.transform is not None else record

@@ -130,6 +130,22 @@ def batch_labels(batch: dict[str, Any]) -> np.ndarray:
     return np.asarray(label, dtype=np.int64).reshape(-1)
 
 
+def score_inputs(maps, classes, batch, protocol: str) -> tuple:
+    """The checked inputs of a CAM 2016 ``score``: (maps (B, J, h, w) float32 CPU tensor,
+    classes (B, J) int64, number of class columns scored, sizes, GT boxes, labels)."""
+    m = cpu_maps(maps)
+    cls = cpu_classes(classes)
+    B, J = cls.shape
+    if m.shape[0] != B or m.shape[1] < J:
+        raise ValueError(f"maps {tuple(m.shape)} do not match classes {cls.shape}")
+    if J < 2:
+        raise ValueError(
+            f"{protocol} needs the ground-truth class and at least one predicted class per image"
+        )
+    n_cols = min(J, 1 + MAX_GUESSES)
+    return m, cls, n_cols, batch_sizes(batch), batch_boxes(batch), batch_labels(batch)
+
+
 class Cam2016Metric(ProtocolMetric):
     """CAM 2016, the paper's rule (see the module docstring).
 
@@ -162,19 +178,8 @@ class Cam2016Metric(ProtocolMetric):
         self.add_count("iou_sum")
 
     def score(self, maps, classes, batch) -> dict[str, Any]:
-        m = cpu_maps(maps)
-        cls = cpu_classes(classes)
-        B, J = cls.shape
-        if m.shape[0] != B or m.shape[1] < J:
-            raise ValueError(f"maps {tuple(m.shape)} do not match classes {cls.shape}")
-        if J < 2:
-            raise ValueError(
-                "cam2016 needs the ground-truth class and at least one predicted class per image"
-            )
-        n_cols = min(J, 1 + MAX_GUESSES)
-        sizes = batch_sizes(batch)
-        gts = batch_boxes(batch)
-        labels = batch_labels(batch)
+        m, cls, n_cols, sizes, gts, labels = score_inputs(maps, classes, batch, "cam2016")
+        B = cls.shape[0]
         boxes = np.zeros((B, n_cols, 4))
         ious = np.zeros((B, n_cols))
         full_iou = np.zeros(B)

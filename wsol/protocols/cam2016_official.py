@@ -66,20 +66,15 @@ from numba import njit
 
 from wsol.protocols.boxes import from_inclusive, iou_inclusive, to_inclusive
 from wsol.protocols.cam2016 import (
-    MAX_GUESSES,
-    batch_labels,
     class_columns,
-    cpu_classes,
-    cpu_maps,
+    score_inputs,
     upsample_maps,
 )
 from wsol.protocols.engine import contour_boxes
 from wsol.protocols.metric import (
     IOU_SCALE,
     ProtocolMetric,
-    batch_boxes,
     batch_column,
-    batch_sizes,
     box_text,
     iou_fixed,
 )
@@ -356,19 +351,8 @@ class Cam2016OfficialMetric(ProtocolMetric):
         return b1, b2, boxes.shape[0], False
 
     def score(self, maps, classes, batch) -> dict[str, Any]:
-        m = cpu_maps(maps)
-        cls = cpu_classes(classes)
-        B, J = cls.shape
-        if m.shape[0] != B or m.shape[1] < J:
-            raise ValueError(f"maps {tuple(m.shape)} do not match classes {cls.shape}")
-        if J < 2:
-            raise ValueError(
-                "cam2016_official needs the ground-truth class and at least one predicted class per image"
-            )
-        n_cols = min(J, 1 + MAX_GUESSES)
-        sizes = batch_sizes(batch)
-        gts = batch_boxes(batch)
-        labels = batch_labels(batch)
+        m, cls, n_cols, sizes, gts, labels = score_inputs(maps, classes, batch, "cam2016_official")
+        B = cls.shape[0]
         box1 = np.zeros((B, n_cols, 4))
         box2 = np.zeros((B, n_cols, 4))
         iou1 = np.zeros((B, n_cols))
