@@ -82,8 +82,32 @@ def test_classes_differ_in_the_part_and_are_balanced():
         ({"num_classes": 1}, "num_classes"),
         ({"image_size": 16}, "image_size"),
         ({"test_size": 0}, "test_size"),
+        ({"cache_splits": ["train", "tran"]}, "cache_splits: unknown split"),
     ],
 )
 def test_bad_settings_are_one_line_errors(kw, fragment):
     with pytest.raises(WSOLError, match=fragment):
         make("test", **kw)
+
+
+def test_cache_keeps_the_pixels_and_survives_in_place_changes():
+    plain, cached = make(), make(cache_splits=["train", "val"])
+    for i in (0, 3, 0, 3):  # second reads come from the cache
+        a, b = plain[i], cached[i]
+        assert torch.equal(a["image"], b["image"])
+        assert torch.equal(a["boxes"], b["boxes"])
+        assert np.array_equal(a["mask"], b["mask"])
+        # a transform that works in place must not reach the cached render
+        b["image"].mul_(0)
+        b["boxes"].add_(5)
+        b["mask"][:] = 7
+    assert set(cached._cache) == {0, 3}
+    assert make("test", cache_splits=["train"])._cache is None
+
+
+def test_cache_limit_bounds_its_memory():
+    ds = make(cache_splits=["train"], cache_limit_mb=0.11)  # room for 2 images of 64 px
+    for i in range(6):
+        ds[i]
+    assert len(ds._cache) == 2 and ds._cache_bytes <= 0.11 * 2**20
+    assert torch.equal(ds[5]["image"], make()[5]["image"])  # beyond it: rendered again

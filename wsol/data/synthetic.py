@@ -37,6 +37,21 @@ SPLITS = {"train": 0, "val": 1, "test": 2}
 _PART_SHAPES = ("disc", "square", "triangle", "cross", "ring", "diamond", "bar", "star")
 
 
+#: the background is a smooth colour field: a g x g grid of colours, upsampled bicubically
+_BACKGROUND_GRID = 4
+
+
+def _bicubic(n: int, size: int) -> np.ndarray:
+    """(size, n) float32 matrix ``U`` such that ``U @ x`` is torch's 1-D bicubic
+    upsampling of ``x`` (``align_corners=False``, borders clamped): bicubic interpolation
+    is separable, so a (n, n) grid upsamples to ``U @ grid @ U.T``."""
+    eye = torch.eye(n, dtype=torch.float64)[:, None, :, None]  # n one-hot columns
+    cols = torch.nn.functional.interpolate(
+        eye.expand(n, 1, n, 1), size=(size, 1), mode="bicubic", align_corners=False
+    )
+    return cols[:, 0, :, 0].T.numpy().astype(np.float32)
+
+
 @dataclass(frozen=True)
 class _ClassStyle:
     part_shape: str
@@ -83,6 +98,13 @@ class SyntheticWSOL(Dataset):
         part_visibility: probability that the part is visible (a hidden part, like a
             bird's head turned away, leaves the body as the whole object).
         part_scale: (min, max) of the part's radius as a fraction of the body's half-width.
+        cache_splits: the splits whose rendered images are kept in memory after their first
+            use (in the process that renders them: a persistent loader worker, or the main
+            process), so that later epochs only pay for the transform. The pixels are the
+            same as without the cache. Default none; the job's config caches train and val,
+            which every epoch reads again.
+        cache_limit_mb: the most memory the cache may take (about 0.6 MB per 224 px
+            image); images beyond it are rendered each time.
         transform: callable(record) -> record applied last (normalisation, flips).
     """
 
@@ -100,6 +122,8 @@ class SyntheticWSOL(Dataset):
         body_signal: float = 0.8,
         part_visibility: float = 0.6,
         part_scale: tuple[float, float] = (0.4, 0.55),
+        cache_splits: tuple[str, ...] | None = None,
+        cache_limit_mb: float = 4096,
         transform=None,
     ):
         if split not in SPLITS:
@@ -129,9 +153,18 @@ class SyntheticWSOL(Dataset):
         self.body_signal = float(body_signal)
         self.part_visibility = float(part_visibility)
         self.part_scale = (float(part_scale[0]), float(part_scale[1]))
+        unknown = sorted(set(cache_splits or ()) - set(SPLITS))
+        if unknown:
+            raise WSOLError(
+                f"data.dataset.cache_splits: unknown split(s) {', '.join(map(repr, unknown))}; valid: {', '.join(SPLITS)}"
+            )
+        self.cache_limit_bytes = float(cache_limit_mb) * 2**20
+        self._cache: dict[int, tuple] | None = {} if split in (cache_splits or ()) else None
+        self._cache_bytes = 0
         self.transform = transform
         self.styles = class_styles(self.num_classes)
         s = self.image_size
+        self._upsample = _bicubic(_BACKGROUND_GRID, s)
         yy, xx = np.mgrid[0:s, 0:s].astype(np.float32)
         self._xx, self._yy = xx + 0.5, yy + 0.5  # pixel centres
 
@@ -222,14 +255,20 @@ class SyntheticWSOL(Dataset):
         patch *= 1.0 - cov[..., None]
         patch += cov[..., None] * color
 
+    def _noise(self, rng: np.random.Generator, sigma: float) -> np.ndarray:
+        """Gaussian pixel noise (H, W, 3), drawn in float32 (half the work of float64)."""
+        s = self.image_size
+        noise = rng.standard_normal((s, s, 3), dtype=np.float32)
+        noise *= np.float32(sigma)
+        return noise
+
     def _full(self, cov: np.ndarray, win: tuple[slice, slice]) -> np.ndarray:
         out = np.zeros((self.image_size, self.image_size), dtype=cov.dtype)
         out[win] = cov
         return out
 
     def _background(self, rng: np.random.Generator) -> np.ndarray:
-        s = self.image_size
-        g = 4
+        g = _BACKGROUND_GRID
         base_hue = rng.random()
         grid = np.stack(
             [
@@ -241,12 +280,10 @@ class SyntheticWSOL(Dataset):
                 for _ in range(g * g)
             ]
         ).reshape(g, g, 3)
-        t = torch.from_numpy(grid).permute(2, 0, 1)[None]
-        img = torch.nn.functional.interpolate(t, size=(s, s), mode="bicubic", align_corners=False)[
-            0
-        ]
-        img = img.permute(1, 2, 0).numpy().copy()
-        img += rng.normal(0, 0.03, size=img.shape).astype(np.float32)
+        # bicubic upsampling of the grid, as two small matrix products (see _bicubic)
+        up = self._upsample
+        img = np.einsum("yi,ijc,xj->yxc", up, grid, up, optimize=True)
+        img += self._noise(rng, 0.03)
         return img
 
     def _clutter(self, rng: np.random.Generator, img: np.ndarray) -> None:
@@ -349,22 +386,39 @@ class SyntheticWSOL(Dataset):
             part_cov = self._full(part_cov, win)
         else:
             part_cov = np.zeros((s, s), dtype=np.float32)
-        img += rng.normal(0, 0.02, size=img.shape).astype(np.float32)
+        img += self._noise(rng, 0.02)
         np.clip(img, 0.0, 1.0, out=img)
         mask = ((body_cov >= 0.5) | (part_cov >= 0.5)).astype(np.uint8)
         rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
         box = np.array([[cols[0], rows[0], cols[-1] + 1, rows[-1] + 1]], dtype=np.float64)
         return img, label, box, mask
 
+    def _rendered(self, index: int) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
+        """`render`, through the cache when this split has one (callers must not modify the
+        arrays: ``__getitem__`` copies them into the record)."""
+        if self._cache is None:
+            return self.render(index)
+        hit = self._cache.get(index)
+        if hit is None:
+            hit = self.render(index)
+            size = sum(a.nbytes for a in (hit[0], hit[2], hit[3]))
+            if self._cache_bytes + size <= self.cache_limit_bytes:
+                self._cache[index] = hit
+                self._cache_bytes += size
+        return hit
+
     def __getitem__(self, index: int) -> dict:
-        img, label, box, mask = self.render(int(index))
+        img, label, box, mask = self._rendered(int(index))
         s = self.image_size
         record = {
-            "image": torch.from_numpy(img).permute(2, 0, 1).contiguous(),
+            # copies: the transform may work in place, and a cached render must stay as it is
+            "image": torch.from_numpy(img)
+            .permute(2, 0, 1)
+            .clone(memory_format=torch.contiguous_format),
             "label": label,
-            "boxes": torch.from_numpy(box),
+            "boxes": torch.from_numpy(box.copy()),
             "size": (s, s),
-            "mask": mask,
+            "mask": mask.copy(),
             "id": f"synthetic/{self.split}/{int(index):06d}",
             "index": int(index),
         }
