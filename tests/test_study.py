@@ -210,3 +210,34 @@ def test_only_launches_the_selected_runs(tmp_path, monkeypatch):
     assert len(calls) == 2
     with pytest.raises(WSOLError, match="KEY=V1"):
         study_mod.parse_only(["colour=red"])
+
+
+def test_a_pin_of_the_value_a_run_was_made_with_is_not_drift(tmp_path):
+    """A study override that the run's folder did not record is drift only when the run's
+    resolved config.yaml holds another value (pinning a former default is not)."""
+    from wsol.study import Run, drift
+
+    folder = tmp_path / "run"
+    (folder / ".hydra").mkdir(parents=True)
+    (folder / ".hydra" / "overrides.yaml").write_text("- model=tiny_gap\n")
+    (folder / "config.yaml").write_text(
+        "data:\n  dataset:\n    part_visibility: 0.6\noptim:\n  optimizer:\n    lr: 0.02\n"
+    )
+
+    def run(*extra: str) -> Run:
+        return Run(
+            name="r",
+            sweep="cam",
+            overrides=["model=tiny_gap", *extra],
+            identity={},
+            select={},
+            folder=folder,
+            metrics={},
+            recorded=["model=tiny_gap"],
+        )
+
+    assert drift(run("data.dataset.part_visibility=0.6", "optim.optimizer.lr=0.02")) == ([], [])
+    lacks, _ = drift(run("data.dataset.part_visibility=0.85", "optim.optimizer.lr=0.02"))
+    assert lacks == ["data.dataset.part_visibility=0.85"]
+    (folder / "config.yaml").unlink()  # nothing to compare with: the override is missing
+    assert drift(run("optim.optimizer.lr=0.02"))[0] == ["optim.optimizer.lr=0.02"]

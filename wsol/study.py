@@ -553,6 +553,27 @@ def _parsed(overrides: Sequence[str]) -> dict[str, tuple[str, str]]:
     return out
 
 
+def _resolved_value(run: Run, key: str) -> str | None:
+    """The value of a dotted config ``key`` in the run's resolved ``config.yaml``,
+    canonical as `_parsed` writes it (None when the file or the key is missing): a study
+    override that pins the value a run already had (a default it was made with) is not
+    a change of its settings."""
+    from omegaconf import OmegaConf
+
+    path = run.folder / "config.yaml"
+    if not path.is_file():
+        return None
+    try:
+        value = OmegaConf.select(OmegaConf.load(path), key, default=None)
+    except Exception:
+        return None
+    if value is None:
+        return None
+    if OmegaConf.is_config(value):
+        value = OmegaConf.to_container(value)
+    return json.dumps(value, sort_keys=True, default=str)
+
+
 def drift(run: Run) -> tuple[list[str], list[str]]:
     """(overrides the study gives that the run's folder did not record, overrides the
     run recorded beyond the study's, e.g. a launch's extra command line): the first
@@ -561,7 +582,11 @@ def drift(run: Run) -> tuple[list[str], list[str]]:
         return [], []
     recorded = {k: v for k, v in _parsed(run.recorded).items() if k != "skip_done"}
     intended = _parsed(run.overrides)
-    lacks = [text for k, (v, text) in intended.items() if recorded.get(k, (None,))[0] != v]
+    lacks = [
+        text
+        for k, (v, text) in intended.items()
+        if recorded.get(k, (None,))[0] != v and _resolved_value(run, k) != v
+    ]
     more = [text for k, (v, text) in recorded.items() if intended.get(k, (None,))[0] != v]
     return lacks, more
 
