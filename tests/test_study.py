@@ -215,26 +215,27 @@ def test_only_launches_the_selected_runs(tmp_path, monkeypatch):
 def test_a_pin_of_the_value_a_run_was_made_with_is_not_drift(tmp_path):
     """A study override that the run's folder did not record is drift only when the run's
     resolved config.yaml holds another value (pinning a former default is not)."""
-    from wsol.study import Run, drift
+    from wsol.study import Run, drift, refresh
 
     folder = tmp_path / "run"
     (folder / ".hydra").mkdir(parents=True)
     (folder / ".hydra" / "overrides.yaml").write_text("- model=tiny_gap\n")
+    (folder / "metrics.json").write_text("{}")
     (folder / "config.yaml").write_text(
         "data:\n  dataset:\n    part_visibility: 0.6\noptim:\n  optimizer:\n    lr: 0.02\n"
     )
 
     def run(*extra: str) -> Run:
-        return Run(
+        r = Run(
             name="r",
             sweep="cam",
             overrides=["model=tiny_gap", *extra],
             identity={},
             select={},
             folder=folder,
-            metrics={},
-            recorded=["model=tiny_gap"],
         )
+        refresh([r])  # reads metrics.json, the recorded overrides and config.yaml once
+        return r
 
     assert drift(run("data.dataset.part_visibility=0.6", "optim.optimizer.lr=0.02")) == ([], [])
     lacks, _ = drift(run("data.dataset.part_visibility=0.85", "optim.optimizer.lr=0.02"))

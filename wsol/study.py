@@ -184,6 +184,7 @@ class Run:
     folder: Path
     metrics: dict | None = None
     recorded: list[str] | None = None  # the overrides in the folder's .hydra/overrides.yaml
+    resolved: Any = None  # a finished run's resolved config.yaml (DictConfig), when readable
 
     @property
     def done(self) -> bool:
@@ -533,6 +534,13 @@ def refresh(runs: Sequence[Run]) -> None:
         if rec.is_file():
             with contextlib.suppress(OSError, yaml.YAMLError):
                 run.recorded = [str(x) for x in yaml.safe_load(rec.read_text()) or []]
+        run.resolved = None
+        resolved = run.folder / "config.yaml"
+        if run.metrics is not None and resolved.is_file():
+            from omegaconf import OmegaConf
+
+            with contextlib.suppress(Exception):  # unreadable: compared as absent
+                run.resolved = OmegaConf.load(resolved)
 
 
 def _parsed(overrides: Sequence[str]) -> dict[str, tuple[str, str]]:
@@ -554,19 +562,15 @@ def _parsed(overrides: Sequence[str]) -> dict[str, tuple[str, str]]:
 
 
 def _resolved_value(run: Run, key: str) -> str | None:
-    """The value of a dotted config ``key`` in the run's resolved ``config.yaml``,
-    canonical as `_parsed` writes it (None when the file or the key is missing): a study
-    override that pins the value a run already had (a default it was made with) is not
-    a change of its settings."""
+    """The value of a dotted config ``key`` in the run's resolved config, canonical as
+    `_parsed` writes it (None when the config or the key is missing): a study override
+    that pins the value a run already had (a default it was made with) is not a change
+    of its settings."""
     from omegaconf import OmegaConf
 
-    path = run.folder / "config.yaml"
-    if not path.is_file():
+    if run.resolved is None:
         return None
-    try:
-        value = OmegaConf.select(OmegaConf.load(path), key, default=None)
-    except Exception:
-        return None
+    value = OmegaConf.select(run.resolved, key, default=None, throw_on_missing=False)
     if value is None:
         return None
     if OmegaConf.is_config(value):
