@@ -49,7 +49,7 @@ study: $(STAMP) ## run a study's missing runs and write its tables: make study S
 	$(PY) -m wsol.study experiments/$(STUDY).yaml $(ARGS)
 
 samples: $(STAMP) ## draw a grid of a data set with its boxes to results/<data>_samples.png (ARGS="data=...")
-	$(PY) -m wsol.samples hydra.run.dir=. hydra.output_subdir=null $(ARGS)
+	$(PY) -m wsol.samples hydra.run.dir=. hydra.output_subdir=null hydra/job_logging=stdout $(ARGS)
 
 clean: ## remove outputs/ and multirun/ (not .venv)
 	rm -rf outputs multirun .pytest_cache

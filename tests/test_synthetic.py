@@ -111,3 +111,18 @@ def test_cache_limit_bounds_its_memory():
         ds[i]
     assert len(ds._cache) == 2 and ds._cache_bytes <= 0.11 * 2**20
     assert torch.equal(ds[5]["image"], make()[5]["image"])  # beyond it: rendered again
+
+
+def test_eval_view_of_the_train_split_is_not_augmented():
+    """The sample grid draws the original boxes on the eval view: no flips there."""
+    from wsol.data.datamodule import WSOLDataModule
+
+    def factory(split, transform):
+        return make(split, transform=transform)
+
+    dm = WSOLDataModule(factory, input_size=64, mean=(0, 0, 0), std=(1, 1, 1), flip=True)
+    view = dm.eval_view("train")
+    plain = make("train")
+    for i in range(8):  # with flips on, some of 8 training reads would be mirrored
+        assert torch.allclose(view[i]["image"], plain[i]["image"], atol=1e-6)
+    assert dm.eval_view("test") is dm.dataset("test")

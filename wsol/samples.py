@@ -25,9 +25,9 @@ def draw_samples(cfg: DictConfig) -> Path:
     opts = cfg.get("samples") or {}
     split, n = opts.get("split", "train"), int(opts.get("n", 32))
     dm = build_data(cfg)
-    ds = dm.dataset("test" if split == "test" else "val" if split == "val" else "train")
-    # show the evaluation view (whole image) of the chosen split, without augmentation
-    dm_eval = dm.dataset("test") if split == "test" else ds
+    # the evaluation view (whole image, no flips) of the chosen split: the boxes and
+    # masks are the original annotations, so an augmented image would not match them
+    dm_eval = dm.eval_view(split if split in ("test", "val") else "train")
     cols = 8
     rows = (min(n, len(dm_eval)) + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(2.0 * cols, 2.1 * rows), squeeze=False)

@@ -211,6 +211,15 @@ class WSOLDataModule(pl.LightningDataModule):
             self._datasets[stage] = ds
         return self._datasets[stage]
 
+    def eval_view(self, stage: str) -> Dataset:
+        """The data set of ``stage`` as evaluation sees it: whole images resized to the
+        input size, no augmentation (for the training split too), so its original boxes
+        and masks lie where the image shows the object."""
+        if stage != "train":
+            return self.dataset(stage)
+        tf = build_transform(False, self.input_size, self.mean, self.std)
+        return self.dataset_factory(split=self.splits["train"], transform=tf)
+
     @property
     def num_classes(self) -> int:
         return int(self.dataset("test").num_classes)
