@@ -242,3 +242,25 @@ def test_a_pin_of_the_value_a_run_was_made_with_is_not_drift(tmp_path):
     assert lacks == ["data.dataset.part_visibility=0.85"]
     (folder / "config.yaml").unlink()  # nothing to compare with: the override is missing
     assert drift(run("optim.optimizer.lr=0.02"))[0] == ["optim.optimizer.lr=0.02"]
+
+
+def test_studies_sharing_a_runs_folder_agree_on_every_shared_run(tmp_path):
+    """Two study files that name the same run folder must give it the same overrides:
+    otherwise the second study would see the first one's run as made with other settings
+    (or silently read a run that is not what its file says). The synthetic studies all
+    share results/runs/synthetic, so e.g. GoogLeNet-GAP seed 0 trains once."""
+    folders: dict[Path, tuple[str, list[str]]] = {}
+    shared = 0
+    for f in sorted((REPO / "experiments").glob("*.yaml")):
+        study = load_study(f)
+        _, runs_dir = resolve_paths(study, tmp_path)
+        for run in expand_runs(study, runs_dir):
+            if run.folder in folders:
+                other, overrides = folders[run.folder]
+                assert sorted(run.overrides) == sorted(overrides), (f.stem, other, run.name)
+                shared += 1
+            else:
+                folders[run.folder] = (f.stem, run.overrides)
+    synthetic = {p.parent.name for p in folders if p.parent.name == "synthetic"}
+    assert synthetic == {"synthetic"}
+    assert shared > 40  # the twins reuse gap_vs_gmp's trainings, table2 reuses table1's

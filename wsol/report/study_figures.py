@@ -144,36 +144,113 @@ def summarize_boxes(per_image):
     return pd.DataFrame(rows)
 
 
-def box_sentence(summary) -> str:
-    """One paragraph, from `summarize_boxes`' numbers: median area ratios GAP vs GMP and
-    whether the paper's claim (GMP boxes cover less of the object) holds here."""
+def _spread(values) -> tuple[float, float, int]:
+    """(mean, sample std (nan for one value), count) of the finite values."""
+    v = np.asarray([x for x in values if np.isfinite(x)], dtype=float)
+    if len(v) == 0:
+        return np.nan, np.nan, 0
+    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else np.nan, len(v)
+
+
+def box_size_verdicts(summary, z: float = 2.0):
+    """Per network with finished GAP and GMP runs: each pool's mean ± sample std over
+    seeds of the run's median area ratio, the difference GAP − GMP and its standard error
+    over seeds, and a verdict: ``smaller`` (GMP's boxes smaller by more than ``z``
+    standard errors: the paper's argument), ``larger`` (GMP's larger by as much),
+    ``unclear`` (within ``z`` standard errors, or fewer than two seeds of a pool: no
+    spread to judge by)."""
+    import pandas as pd
+
+    rows = []
+    for network, g in summary.groupby("network", sort=False):
+        a = _spread(g.loc[g["pool"] == "avg", "median_area_ratio"])
+        m = _spread(g.loc[g["pool"] == "max", "median_area_ratio"])
+        if a[2] == 0 or m[2] == 0:
+            continue
+        diff = a[0] - m[0]
+        se = float(np.sqrt(a[1] ** 2 / a[2] + m[1] ** 2 / m[2]))  # nan with one seed
+        if not np.isfinite(se):
+            verdict = "unclear"
+        elif diff > z * se:
+            verdict = "smaller"
+        elif diff < -z * se:
+            verdict = "larger"
+        else:
+            verdict = "unclear"
+        rows.append(
+            {
+                "network": network,
+                "gap_mean": a[0],
+                "gap_std": a[1],
+                "gap_seeds": a[2],
+                "gmp_mean": m[0],
+                "gmp_std": m[1],
+                "gmp_seeds": m[2],
+                "difference": diff,
+                "se": se,
+                "verdict": verdict,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _mean_std(mean: float, std: float) -> str:
+    return f"{mean:.2f}" if not np.isfinite(std) else f"{mean:.2f} ± {std:.2f}"
+
+
+def box_sentence(summary, z: float = 2.0) -> str:
+    """One paragraph, from `summarize_boxes`' numbers: the area ratios under GAP and GMP
+    with their spread over seeds, and whether the paper's claim (GMP boxes cover less of
+    the object) holds here: only differences beyond ``z`` standard errors over seeds
+    count (`box_size_verdicts`)."""
     if summary is None or len(summary) == 0:
         return "No finished GAP/GMP runs with predictions yet: the box statistics are not computed."
-    by = summary.groupby(["network", "pool"])["median_area_ratio"].mean().unstack("pool")
-    if "avg" not in by.columns or "max" not in by.columns:
+    pools = set(summary["pool"])
+    if "avg" not in pools or "max" not in pools:
         return "The box statistics need both GAP and GMP runs of a network; only one pool has finished runs."
-    by = by.dropna(subset=["avg", "max"])
-    if len(by) == 0:
+    v = box_size_verdicts(summary, z)
+    if len(v) == 0:
         return "No network has finished runs under both GAP and GMP yet."
-    n = len(by)
-    smaller = int((by["max"] < by["avg"]).sum())
+    n = len(v)
+    count = v["verdict"].value_counts()
+    smaller, larger = int(count.get("smaller", 0)), int(count.get("larger", 0))
+    unclear = n - smaller - larger
     gap_all = float(summary.loc[summary["pool"] == "avg", "median_area_ratio"].median())
     gmp_all = float(summary.loc[summary["pool"] == "max", "median_area_ratio"].median())
     iou = summary.groupby("pool")["mean_iou"].mean()
-    holds = smaller > n / 2 and gmp_all < gap_all
-    verdict = (
-        "consistent with the paper's argument that GMP localizes only the most discriminative part"
-        if holds
-        else "so the paper's argument that GMP boxes cover only the most discriminative part does not hold here"
-    )
+    if smaller > n / 2:
+        verdict = (
+            "consistent with the paper's argument that GMP localizes only the most "
+            "discriminative part"
+        )
+    elif larger > n / 2:
+        verdict = (
+            "so the paper's argument that GMP boxes cover only the most discriminative "
+            "part does not hold here"
+        )
+    else:
+        verdict = (
+            "so these runs neither confirm nor refute the paper's argument that GMP boxes "
+            "cover only the most discriminative part"
+        )
     per_net = "; ".join(
-        f"{network_label(k)} {v['avg']:.2f} vs {v['max']:.2f}" for k, v in by.iterrows()
+        f"{network_label(r.network)} {_mean_std(r.gap_mean, r.gap_std)} vs "
+        f"{_mean_std(r.gmp_mean, r.gmp_std)}"
+        for r in v.itertuples()
+    )
+    seeds = int(min(v["gap_seeds"].min(), v["gmp_seeds"].min()))
+    spread = (
+        f"mean ± sample std over seeds, GAP vs GMP: {per_net}"
+        if seeds > 1
+        else f"GAP vs GMP, one seed of some pools, so no spread to judge by: {per_net}"
     )
     return (
-        f"Box size: the median ratio of the ground-truth class's box area to its ground-truth box "
-        f"area is {gap_all:.2f} under GAP and {gmp_all:.2f} under GMP (median over runs of each "
-        f"run's median); GMP's boxes are smaller than GAP's for {smaller} of {n} network(s) "
-        f"({per_net}), {verdict}. Mean box IoU: GAP {100 * iou.get('avg', np.nan):.1f}, "
+        f"Box size: the median ratio of the ground-truth class's box area to its ground-truth "
+        f"box area is {gap_all:.2f} under GAP and {gmp_all:.2f} under GMP (median over runs of "
+        f"each run's median; {spread}). Counting only differences larger than {z:g} standard "
+        f"errors over seeds, GMP's boxes are smaller than GAP's for {smaller} of {n} "
+        f"network(s), larger for {larger}, and within the seeds' spread for {unclear}, "
+        f"{verdict}. Mean box IoU: GAP {100 * iou.get('avg', np.nan):.1f}, "
         f"GMP {100 * iou.get('max', np.nan):.1f}."
     )
 
