@@ -203,11 +203,14 @@ def test_only_launches_the_selected_runs(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(study_mod.subprocess, "call", lambda cmd: calls.append(cmd) or 0)
     study_mod.launch(study, runs, runs_dir, only=only)
-    cam = next(c for c in calls if any(a.startswith("localizer=cam") for a in c))
-    assert "model=googlenet_gap,nin" in cam and "pool=avg,max" in cam and "seed=0" in cam
+    cams = [c for c in calls if "localizer=cam" in c]
+    sgd = next(c for c in cams if "optim=adamw" not in c)  # sweep cam (batch-norm networks)
+    adamw = next(c for c in cams if "optim=adamw" in c)  # sweep cam_adamw (NIN among them)
+    assert "model=googlenet_gap" in sgd and "pool=avg,max" in sgd and "seed=0" in sgd
+    assert "model=nin" in adamw and "pool=avg,max" in adamw and "seed=0" in adamw
     base = next(c for c in calls if "localizer=center,full" in c)
     assert "seed=0" in base
-    assert len(calls) == 2
+    assert len(calls) == 3
     with pytest.raises(WSOLError, match="KEY=V1"):
         study_mod.parse_only(["colour=red"])
 
