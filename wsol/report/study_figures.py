@@ -17,6 +17,7 @@ the CAMs of `cam_pairs` (it may import the networks; this package may not).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -144,58 +145,45 @@ def summarize_boxes(per_image):
     return pd.DataFrame(rows)
 
 
-def _spread(values) -> tuple[float, float, int]:
-    """(mean, sample std (nan for one value), count) of the finite values."""
-    v = np.asarray([x for x in values if np.isfinite(x)], dtype=float)
-    if len(v) == 0:
-        return np.nan, np.nan, 0
-    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else np.nan, len(v)
-
-
 def box_size_verdicts(summary, z: float = 2.0):
     """Per network with finished GAP and GMP runs: each pool's mean ± sample std over
-    seeds of the run's median area ratio, the difference GAP − GMP and its standard error
-    over seeds, and a verdict: ``smaller`` (GMP's boxes smaller by more than ``z``
-    standard errors: the paper's argument), ``larger`` (GMP's larger by as much),
-    ``unclear`` (within ``z`` standard errors, or fewer than two seeds of a pool: no
-    spread to judge by)."""
+    seeds of the run's median area ratio (`wsol.report.tables.mean_std`; ``gap``/``gmp``
+    as the tables print them), the difference GAP − GMP and its standard error over seeds,
+    and a verdict: ``smaller`` (GMP's boxes smaller by more than ``z`` standard errors:
+    the paper's argument), ``larger`` (GMP's larger by as much), ``unclear`` (within ``z``
+    standard errors, or fewer than two seeds of a pool: no spread to judge by, se nan)."""
     import pandas as pd
+
+    from wsol.report.tables import format_mean_std, mean_std
 
     rows = []
     for network, g in summary.groupby("network", sort=False):
-        a = _spread(g.loc[g["pool"] == "avg", "median_area_ratio"])
-        m = _spread(g.loc[g["pool"] == "max", "median_area_ratio"])
-        if a[2] == 0 or m[2] == 0:
+        ratios = {
+            pool: g.loc[g["pool"] == pool, "median_area_ratio"].dropna().tolist()
+            for pool in ("avg", "max")
+        }
+        (a_mean, a_std, a_n), (m_mean, m_std, m_n) = (mean_std(ratios[p]) for p in ("avg", "max"))
+        if a_n == 0 or m_n == 0:
             continue
-        diff = a[0] - m[0]
-        se = float(np.sqrt(a[1] ** 2 / a[2] + m[1] ** 2 / m[2]))  # nan with one seed
-        if not np.isfinite(se):
+        diff = a_mean - m_mean
+        se = math.sqrt(a_std**2 / a_n + m_std**2 / m_n) if min(a_n, m_n) > 1 else math.nan
+        if math.isnan(se) or abs(diff) <= z * se:
             verdict = "unclear"
-        elif diff > z * se:
-            verdict = "smaller"
-        elif diff < -z * se:
-            verdict = "larger"
         else:
-            verdict = "unclear"
+            verdict = "smaller" if diff > 0 else "larger"
         rows.append(
             {
                 "network": network,
-                "gap_mean": a[0],
-                "gap_std": a[1],
-                "gap_seeds": a[2],
-                "gmp_mean": m[0],
-                "gmp_std": m[1],
-                "gmp_seeds": m[2],
+                "gap": format_mean_std(ratios["avg"]),
+                "gap_seeds": a_n,
+                "gmp": format_mean_std(ratios["max"]),
+                "gmp_seeds": m_n,
                 "difference": diff,
                 "se": se,
                 "verdict": verdict,
             }
         )
     return pd.DataFrame(rows)
-
-
-def _mean_std(mean: float, std: float) -> str:
-    return f"{mean:.2f}" if not np.isfinite(std) else f"{mean:.2f} ± {std:.2f}"
 
 
 def box_sentence(summary, z: float = 2.0) -> str:
@@ -233,11 +221,7 @@ def box_sentence(summary, z: float = 2.0) -> str:
             "so these runs neither confirm nor refute the paper's argument that GMP boxes "
             "cover only the most discriminative part"
         )
-    per_net = "; ".join(
-        f"{network_label(r.network)} {_mean_std(r.gap_mean, r.gap_std)} vs "
-        f"{_mean_std(r.gmp_mean, r.gmp_std)}"
-        for r in v.itertuples()
-    )
+    per_net = "; ".join(f"{network_label(r.network)} {r.gap} vs {r.gmp}" for r in v.itertuples())
     seeds = int(min(v["gap_seeds"].min(), v["gmp_seeds"].min()))
     spread = (
         f"mean ± sample std over seeds, GAP vs GMP: {per_net}"
