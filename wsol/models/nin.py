@@ -16,6 +16,17 @@ Resolution: the max pools use ``ceil_mode=True``, Caffe's rounding, so the map i
 at 224 (224 -> 54 -> 27 -> 27 -> 13 -> 13 -> 6) and at 227, as in the paper's model
 (trained on 224 crops, global pool of kernel 6). Floor rounding would give 5x5 at 224.
 
+Initialisation: every conv is Kaiming-normal with a zero bias, except cccp8, the class-map
+layer, which starts like a classifier: weights normal with std ``class_map_std`` (0.01) and
+bias ``class_map_bias`` (1.0; ``class_map_std=None``, ``class_map_bias=0`` give the
+Kaiming init of the other convs), so every class map starts positive everywhere. With the
+Kaiming init and a zero bias, training from scratch kills cccp8 in the first tens of steps
+(its ReLU'd maps all zero, loss ln C from then on) under SGD and AdamW alike: a ReLU before
+the softmax is a ratchet, as the push-down on the wrong classes' live cells always acts
+while the push-up on the true class's dead cells never does. Starting alive and small keeps
+the layer in its linear regime, where the pushes cancel, until the maps have learnt
+(measured in results/README.md, "The synthetic studies: scale"). Loaded weights replace both.
+
 torchvision has no NIN: ``model.pretrained=true`` is an error; a state dict of this
 network loads with ``model.weights=PATH``. Every layer is new (``new_layer_prefixes``
 covers the whole network), so ``head_lr_mult`` multiplies every layer's rate.
@@ -39,7 +50,14 @@ def _conv(cin: int, cout: int, k: int, stride: int = 1, padding: int = 0) -> nn.
 class NIN(WSOLNet):
     new_layer_prefixes = ("features.", "head.")
 
-    def __init__(self, num_classes: int, pool: str = "avg", dropout: float = 0.5):
+    def __init__(
+        self,
+        num_classes: int,
+        pool: str = "avg",
+        dropout: float = 0.5,
+        class_map_std: float | None = 0.01,
+        class_map_bias: float = 1.0,
+    ):
         super().__init__()
         layers: list[tuple[str, nn.Module]] = []
 
@@ -70,6 +88,9 @@ class NIN(WSOLNet):
         self.features = nn.Sequential()
         for name, module in layers:
             self.features.add_module(name, module)
+        if class_map_std is not None:  # None keeps the Kaiming init of every other conv
+            nn.init.normal_(self.features.cccp8.weight, std=class_map_std)
+        nn.init.constant_(self.features.cccp8.bias, class_map_bias)
         self.head = PooledLinearHead(num_classes, num_classes, pool=pool, linear=False)
 
 
