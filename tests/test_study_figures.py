@@ -63,8 +63,19 @@ def test_a_difference_inside_the_seed_spread_settles_nothing():
     )
     assert box_size_verdicts(s)["verdict"].tolist() == ["unclear"]
     text = box_sentence(s)
-    assert "within the seeds' spread for 1" in text
+    assert "within the seeds' spread or that margin for 1" in text
     assert "neither confirm nor refute" in text and "consistent with" not in text
+
+
+def test_a_steady_but_tiny_difference_settles_nothing():
+    # GMP 1% smaller on every seed: far beyond 2 standard errors, far below 5% of the box
+    s = _summary({("nin", "avg"): [2.710, 2.711, 2.709], ("nin", "max"): [2.683, 2.684, 2.682]})
+    v = box_size_verdicts(s)
+    assert v["difference"].iloc[0] > 20 * v["se"].iloc[0]
+    assert v["verdict"].tolist() == ["unclear"]
+    # the same difference counts once the margin is below it
+    assert box_size_verdicts(s, min_relative=0.005)["verdict"].tolist() == ["smaller"]
+    assert "than 5% of GAP's ratio" in box_sentence(s)
 
 
 def test_one_seed_has_no_spread_and_is_never_a_verdict():

@@ -145,13 +145,15 @@ def summarize_boxes(per_image):
     return pd.DataFrame(rows)
 
 
-def box_size_verdicts(summary, z: float = 2.0):
+def box_size_verdicts(summary, z: float = 2.0, min_relative: float = 0.05):
     """Per network with finished GAP and GMP runs: each pool's mean ± sample std over
     seeds of the run's median area ratio (`wsol.report.tables.mean_std`; ``gap``/``gmp``
     as the tables print them), the difference GAP − GMP and its standard error over seeds,
-    and a verdict: ``smaller`` (GMP's boxes smaller by more than ``z`` standard errors:
-    the paper's argument), ``larger`` (GMP's larger by as much), ``unclear`` (within ``z``
-    standard errors, or fewer than two seeds of a pool: no spread to judge by, se nan)."""
+    and a verdict: ``smaller`` (GMP's boxes smaller by more than ``z`` standard errors and
+    by more than ``min_relative`` of GAP's ratio: the paper's argument), ``larger`` (GMP's
+    larger by as much), ``unclear`` otherwise (within ``z`` standard errors; a difference
+    too small to mean "a part, not the whole object" however steady the seeds; or fewer
+    than two seeds of a pool: no spread to judge by, se nan)."""
     import pandas as pd
 
     from wsol.report.tables import format_mean_std, mean_std
@@ -167,7 +169,7 @@ def box_size_verdicts(summary, z: float = 2.0):
             continue
         diff = a_mean - m_mean
         se = math.sqrt(a_std**2 / a_n + m_std**2 / m_n) if min(a_n, m_n) > 1 else math.nan
-        if math.isnan(se) or abs(diff) <= z * se:
+        if math.isnan(se) or abs(diff) <= max(z * se, min_relative * a_mean):
             verdict = "unclear"
         else:
             verdict = "smaller" if diff > 0 else "larger"
@@ -186,17 +188,17 @@ def box_size_verdicts(summary, z: float = 2.0):
     return pd.DataFrame(rows)
 
 
-def box_sentence(summary, z: float = 2.0) -> str:
+def box_sentence(summary, z: float = 2.0, min_relative: float = 0.05) -> str:
     """One paragraph, from `summarize_boxes`' numbers: the area ratios under GAP and GMP
     with their spread over seeds, and whether the paper's claim (GMP boxes cover less of
-    the object) holds here: only differences beyond ``z`` standard errors over seeds
-    count (`box_size_verdicts`)."""
+    the object) holds here: only differences beyond ``z`` standard errors over seeds and
+    beyond ``min_relative`` of GAP's ratio count (`box_size_verdicts`)."""
     if summary is None or len(summary) == 0:
         return "No finished GAP/GMP runs with predictions yet: the box statistics are not computed."
     pools = set(summary["pool"])
     if "avg" not in pools or "max" not in pools:
         return "The box statistics need both GAP and GMP runs of a network; only one pool has finished runs."
-    v = box_size_verdicts(summary, z)
+    v = box_size_verdicts(summary, z, min_relative)
     if len(v) == 0:
         return "No network has finished runs under both GAP and GMP yet."
     n = len(v)
@@ -232,8 +234,8 @@ def box_sentence(summary, z: float = 2.0) -> str:
         f"Box size: the median ratio of the ground-truth class's box area to its ground-truth "
         f"box area is {gap_all:.2f} under GAP and {gmp_all:.2f} under GMP (median over runs of "
         f"each run's median; {spread}). Counting only differences larger than {z:g} standard "
-        f"errors over seeds, GMP's boxes are smaller than GAP's for {smaller} of {n} "
-        f"network(s), larger for {larger}, and within the seeds' spread for {unclear}, "
+        f"errors over seeds and than {100 * min_relative:g}% of GAP's ratio, GMP's boxes are smaller than GAP's for {smaller} of {n} "
+        f"network(s), larger for {larger}, and within the seeds' spread or that margin for {unclear}, "
         f"{verdict}. Mean box IoU: GAP {100 * iou.get('avg', np.nan):.1f}, "
         f"GMP {100 * iou.get('max', np.nan):.1f}."
     )
