@@ -146,6 +146,42 @@ def test_merge_skips_the_box_after_an_erase():
     assert dt_box(g, (20, 100, 110)) == [a, c]
 
 
+def _merge_literal(rects):
+    """mergeBBox as the C++ reads, one pair at a time (the specification)."""
+
+    def overlap(a, b):
+        t = int(float(max(a[2] * a[3], b[2] * b[3])) * 0.5)
+        xo = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+        yo = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+        return xo * yo > t
+
+    out = list(rects)
+    i = 0
+    while i < len(out):
+        j = i + 1
+        while j < len(out):
+            if overlap(out[i], out[j]):
+                del out[j]
+            j += 1
+        i += 1
+    return out
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_merge_equals_the_pairwise_loop(seed):
+    # many nested, overlapping rects (runs of consecutive hits, where the skip matters),
+    # some with a negative side as limit_rect can leave one
+    rng = np.random.default_rng(seed)
+    n = 300
+    x, y = rng.integers(0, 40, n), rng.integers(0, 40, n)
+    w, h = rng.integers(-3, 30, n), rng.integers(-3, 30, n)
+    rects = rank_boxes([tuple(int(v) for v in r) for r in zip(x, y, w, h)])
+    merged = merge_boxes(rects)
+    assert merged == _merge_literal(rects)
+    assert 0 < len(merged) < n
+    assert merge_boxes([]) == [] and merge_boxes(rects[:1]) == rects[:1]
+
+
 def test_big_overlap_and_rank():
     assert not big_overlap((0, 0, 10, 10), (5, 0, 10, 10))  # 50 > int(100 * 0.5) is false
     assert big_overlap((0, 0, 10, 10), (4, 0, 10, 10))  # 60 > 50
