@@ -215,7 +215,8 @@ def _big_overlaps(a, rects: np.ndarray) -> np.ndarray:
     """``big_overlap(a, r)`` for every row ``r`` of ``rects`` (n, 4) at once: the
     intersection area exceeds half the larger area, truncated toward zero as C's
     ``(int)`` does (a clamped rect may have a negative side, so not a floor)."""
-    r = rects.astype(np.int64, copy=False)
+    a = np.asarray(a, dtype=np.int64).reshape(4)
+    r = np.asarray(rects, dtype=np.int64).reshape(-1, 4)
     t = np.trunc(np.maximum(a[2] * a[3], r[:, 2] * r[:, 3]).astype(np.float64) * 0.5)
     xo = np.maximum(0, np.minimum(a[0] + a[2], r[:, 0] + r[:, 2]) - np.maximum(a[0], r[:, 0]))
     yo = np.maximum(0, np.minimum(a[1] + a[3], r[:, 1] + r[:, 3]) - np.maximum(a[1], r[:, 1]))
@@ -224,7 +225,7 @@ def _big_overlaps(a, rects: np.ndarray) -> np.ndarray:
 
 def big_overlap(a, b) -> bool:
     """``dt_box``'s big_overlap of two ``(x, y, w, h)`` rects."""
-    return bool(_big_overlaps(tuple(int(v) for v in a), np.asarray([b]).reshape(1, 4))[0])
+    return bool(_big_overlaps(a, b)[0])
 
 
 def rank_boxes(rects: list) -> list:
@@ -245,7 +246,7 @@ def merge_boxes(rects: list) -> list:
     i = 0
     while i < len(out) - 1:
         rest = out[i + 1 :]
-        hit = _big_overlaps(tuple(int(v) for v in out[i]), rest)
+        hit = _big_overlaps(out[i], rest)
         if hit.any():
             idx = np.arange(len(hit))
             starts = hit & ~np.concatenate(([False], hit[:-1]))

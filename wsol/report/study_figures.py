@@ -161,8 +161,7 @@ def box_size_verdicts(summary, z: float = 2.0, min_relative: float = 0.05):
     rows = []
     for network, g in summary.groupby("network", sort=False):
         ratios = {
-            pool: g.loc[g["pool"] == pool, "median_area_ratio"].dropna().tolist()
-            for pool in ("avg", "max")
+            pool: g.loc[g["pool"] == pool, "median_area_ratio"].tolist() for pool in ("avg", "max")
         }
         (a_mean, a_std, a_n), (m_mean, m_std, m_n) = (mean_std(ratios[p]) for p in ("avg", "max"))
         if a_n == 0 or m_n == 0:
@@ -234,8 +233,9 @@ def box_sentence(summary, z: float = 2.0, min_relative: float = 0.05) -> str:
         f"Box size: the median ratio of the ground-truth class's box area to its ground-truth "
         f"box area is {gap_all:.2f} under GAP and {gmp_all:.2f} under GMP (median over runs of "
         f"each run's median; {spread}). Counting only differences larger than {z:g} standard "
-        f"errors over seeds and than {100 * min_relative:g}% of GAP's ratio, GMP's boxes are smaller than GAP's for {smaller} of {n} "
-        f"network(s), larger for {larger}, and within the seeds' spread or that margin for {unclear}, "
+        f"errors over seeds and than {100 * min_relative:g}% of GAP's ratio, GMP's boxes are "
+        f"smaller than GAP's for {smaller} of {n} network(s), larger for {larger}, and within "
+        f"the seeds' spread or that margin for {unclear}, "
         f"{verdict}. Mean box IoU: GAP {100 * iou.get('avg', np.nan):.1f}, "
         f"GMP {100 * iou.get('max', np.nan):.1f}."
     )
