@@ -168,3 +168,36 @@ def test_connected_regions_equal_scikit_image(connectivity):
         props = measure.regionprops(want)
         assert areas.tolist() == [p.area for p in props]
         assert boxes.tolist() == [[p.bbox[1], p.bbox[0], p.bbox[3], p.bbox[2]] for p in props]
+
+
+def test_v1_area_bounds_decide_most_levels_and_agree_with_cv2_everywhere():
+    """MaxBoxAcc (V1) keeps the largest contour. The sweep decides a level from area
+    bounds of its contours where they separate the right from the wrong ones; every one
+    of those decisions must equal cv2's ``max(contours, key=contourArea)`` at that level,
+    and on realistic multi-object maps the bounds must decide most of the levels whose
+    contours disagree (else the engine falls back to cv2 per level: slow, not wrong)."""
+    from wsol.bench.eval_bench import make_realistic_maps
+    from wsol.protocols.engine import _iou_rows, _largest_contour_box, scoremap_to_uint8, sweep
+
+    maps, gts = make_realistic_maps(24, seed=3)
+    rng = np.random.default_rng(5)
+    maps += [noise_map(rng, 40, 40) for _ in range(6)]  # many small contours and holes
+    gts += [random_gt(rng, 40, 40) for _ in range(6)]
+    decided = ambiguous = 0
+    for m, gt in zip(maps, gts):
+        u8 = scoremap_to_uint8(m)
+        gt = np.asarray(gt, dtype=np.int64).reshape(-1, 4)
+        sw = sweep(u8, gt, [0.5], largest_bit=0)
+        n_cont, n_corr = sw.n_contours, sw.n_correct[:, 0]
+        for level in range(256):
+            if not 0 < n_corr[level] < n_cont[level]:
+                continue
+            ambiguous += 1
+            fg = np.where(u8 > level, np.uint8(255), np.uint8(0))
+            truth = _iou_rows(_largest_contour_box(fg), gt) >= 0.5
+            state = int(sw.largest_state[level])
+            if state >= 0:
+                decided += 1
+                assert bool(state) == truth, (level, state, truth)
+    assert ambiguous > 100
+    assert decided >= 0.8 * ambiguous, (decided, ambiguous)

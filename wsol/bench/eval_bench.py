@@ -33,7 +33,7 @@ from collections.abc import Callable  # noqa: E402
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-__all__ = ["make_maps", "run"]
+__all__ = ["make_maps", "make_realistic_maps", "run"]
 
 
 def _single_thread() -> None:
@@ -71,6 +71,49 @@ def make_maps(
         mask[y0 : y0 + bh, x0 : x0 + 2] = 255
         masks.append(mask)
     return maps, gts, masks
+
+
+def make_realistic_maps(
+    n: int, seed: int = 0, size: int = 224, cam_size: int = 14
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """n score maps shaped like real CAMs of cluttered images, with their GT boxes.
+
+    Each image has 1-4 objects (as ImageNet's ``localization.txt`` lists several boxes
+    of the class for some images), each a box of 15-70% of the side; the map is made at
+    the CAM's resolution (``cam_size``, 14 as GoogLeNet-GAP / VGG-GAP at 224) as a sum of
+    smooth Gaussian blobs: a strong one over part of every object (a discriminative
+    part, off the box's centre), weaker ones over the rest of it, a few false-positive
+    blobs in the background and low-level noise; then upsampled bicubically to ``size``
+    and min-max normalised as wsolevaluation does. Returns float64 maps in [0, 1] and
+    inclusive integer GT boxes (G, 4) in the map's coordinates."""
+    rng = np.random.default_rng(seed)
+    g = (np.arange(cam_size) + 0.5) * (size / cam_size)
+    yy, xx = np.meshgrid(g, g, indexing="ij")
+
+    def blob(cx, cy, sx, sy, a):
+        return a * np.exp(-0.5 * (((xx - cx) / sx) ** 2 + ((yy - cy) / sy) ** 2))
+
+    maps, gts = [], []
+    for _ in range(n):
+        small = 0.08 * rng.random((cam_size, cam_size))
+        boxes = []
+        for _ in range(int(rng.choice([1, 1, 2, 2, 3, 4]))):
+            bw, bh = (int(v) for v in rng.integers(int(0.15 * size), int(0.7 * size), 2))
+            x0, y0 = int(rng.integers(0, size - bw)), int(rng.integers(0, size - bh))
+            boxes.append([x0, y0, x0 + bw - 1, y0 + bh - 1])
+            cx, cy = x0 + bw / 2, y0 + bh / 2
+            small += blob(cx, cy, bw / 3.5, bh / 3.5, rng.uniform(0.3, 0.6))
+            px, py = cx + rng.uniform(-0.3, 0.3) * bw, cy + rng.uniform(-0.3, 0.3) * bh
+            small += blob(px, py, bw / 7, bh / 7, rng.uniform(0.5, 1.0))
+        for _ in range(int(rng.integers(0, 4))):  # false positives in the background
+            cx, cy = rng.uniform(0, size, 2)
+            s = rng.uniform(0.05, 0.15) * size
+            small += blob(cx, cy, s, s, rng.uniform(0.1, 0.5))
+        m = cv2.resize(small, (size, size), interpolation=cv2.INTER_CUBIC)
+        m = (m - m.min()) / (m.max() - m.min())
+        maps.append(m)
+        gts.append(np.array(boxes, dtype=np.int64))
+    return maps, gts
 
 
 def _time(fn: Callable[[int], object], idx: list[int], repeats: int) -> tuple[float, list]:

@@ -142,8 +142,41 @@ def _add_bits(corr, bits, sign):
 
 
 @njit(cache=True)
-def _sweep_levels(u8, gt, thr):
-    """See `sweep`. Returns (n_comp, n_hole, comp_correct, hole_correct, empty_bits)."""
+def _scan_bounds(live, nlive, parent, lb, ub_a, ub_b, extra, bits, k1, out):
+    """Compact the list of live roots (``parent[r] == r``) and write the V1 area bounds
+    of their contours: out = (max LB of the contours right at IoU bit k1, max UB of the
+    right ones, max LB of the wrong ones, max UB of the wrong ones). A contour's UB is
+    ``min(ub_a, ub_b + extra)``. Returns the new length of the list."""
+    n = 0
+    out[:] = -1
+    for i in range(nlive):
+        r = live[i]
+        if parent[r] != r:
+            continue
+        live[n] = r
+        n += 1
+        u = min(ub_a[r], ub_b[r] + extra)
+        j = 0 if (bits[r] >> k1) & 1 else 2
+        if lb[r] > out[j]:
+            out[j] = lb[r]
+        if u > out[j + 1]:
+            out[j + 1] = u
+    return n
+
+
+@njit(cache=True)
+def _sweep_levels(u8, gt, thr, k1):
+    """See `sweep`. Returns (n_comp, n_hole, comp_correct, hole_correct, empty_bits,
+    v1_state): v1_state[L] is 1 / 0 when the largest contour (cv2.contourArea) of level
+    L is known to be right / wrong at IoU bit ``k1`` from area bounds alone, -1 when the
+    bounds do not tell (or ``k1 < 0``).
+
+    Area bounds (the contour polygon runs through the centres of border pixels, so it
+    never crosses the open square of any other pixel): a component's outer contour
+    encloses at least its interior pixels (all four 4-neighbours in the foreground) and at
+    most its pixels plus the holes' pixels, and at most its pixel centres' bounding box;
+    a hole's contour encloses at least the hole's pixels and at most the bounding box of
+    the foreground pixel centres around it."""
     H, W = u8.shape
     N = H * W
     K = thr.shape[0]
@@ -170,7 +203,7 @@ def _sweep_levels(u8, gt, thr):
             fill[v] += 1
 
     parent = np.empty(NP + 1, np.int32)
-    size = np.zeros(NP + 1, np.int32)
+    size = np.zeros(NP + 1, np.int64)
     bx0 = np.empty(NP + 1, np.int32)
     by0 = np.empty(NP + 1, np.int32)
     bx1 = np.empty(NP + 1, np.int32)
@@ -186,90 +219,21 @@ def _sweep_levels(u8, gt, thr):
     comp_correct = np.zeros((256, K), np.int64)
     hole_correct = np.zeros((256, K), np.int64)
 
-    # ---- pass 1: foreground u8 > L, pixels added in decreasing value, 8-connectivity
-    parent[:] = -1
-    ncomp = 0
-    for L in range(255, -1, -1):
-        v = L + 1
-        if v <= 255:
-            for idx in range(start[v], start[v + 1]):
-                p = order[idx]
-                y = p // Wp - 1
-                x = p - (y + 1) * Wp - 1
-                parent[p] = p
-                size[p] = 1
-                nr = 0
-                for j in range(8):
-                    q = p + off8[j]
-                    pq = parent[q]
-                    if pq < 0:
-                        continue
-                    if nr > 0 and pq == roots[nr - 1]:
-                        continue  # q hangs right under the root just found
-                    r = _find(parent, q)
-                    seen = False
-                    for i in range(nr):
-                        if roots[i] == r:
-                            seen = True
-                            break
-                    if not seen:
-                        roots[nr] = r
-                        nr += 1
-                if nr == 1:
-                    r = roots[0]
-                    parent[p] = r
-                    size[r] += 1
-                    if bx0[r] <= x <= bx1[r] and by0[r] <= y <= by1[r]:
-                        continue
-                    _add_bits(corr, bits[r], -1)
-                    bx0[r] = min(bx0[r], x)
-                    bx1[r] = max(bx1[r], x)
-                    by0[r] = min(by0[r], y)
-                    by1[r] = max(by1[r], y)
-                    main = r
-                else:
-                    main = p
-                    x0 = x
-                    x1 = x
-                    y0 = y
-                    y1 = y
-                    total = 1
-                    for i in range(nr):
-                        r = roots[i]
-                        total += size[r]
-                        if size[r] > size[main]:
-                            main = r
-                        x0 = min(x0, bx0[r])
-                        x1 = max(x1, bx1[r])
-                        y0 = min(y0, by0[r])
-                        y1 = max(y1, by1[r])
-                        _add_bits(corr, bits[r], -1)
-                    for i in range(nr):
-                        r = roots[i]
-                        if r != main:
-                            parent[r] = main
-                    parent[p] = main
-                    size[main] = total
-                    bx0[main] = x0
-                    bx1[main] = x1
-                    by0[main] = y0
-                    by1[main] = y1
-                    ncomp += 1 - nr
-                b = _box_bits(
-                    bx0[main],
-                    by0[main],
-                    min(bx1[main] + 1, W - 1),
-                    min(by1[main] + 1, H - 1),
-                    gt,
-                    thr,
-                )
-                bits[main] = b
-                _add_bits(corr, b, 1)
-        n_comp[L] = ncomp
-        comp_correct[L, :] = corr
+    # V1 bookkeeping: live roots, per-root lower bound and the two upper bounds
+    track = k1 >= 0
+    live = np.empty(N, np.int32)
+    lb = np.zeros(NP + 1, np.int64)
+    ub_a = np.zeros(NP + 1, np.int64)
+    ub_b = np.zeros(NP + 1, np.int64)
+    nb4 = np.zeros(NP + 1, np.int8)
+    hole_bounds = np.full((256, 4), -1, np.int64)
+    hole_pixels = np.zeros(256, np.int64)
+    scan = np.empty(4, np.int64)
+    v1_state = np.full(256, -1, np.int8)
 
-    # ---- pass 2: background u8 <= L, pixels added in increasing value, 4-connectivity;
-    # a background component joined to the border node BN is not a hole
+    # ---- pass 2 (first: pass 1's bounds need the holes' pixel counts): background
+    # u8 <= L, pixels added in increasing value, 4-connectivity; a background component
+    # joined to the border node BN is not a hole
     parent[:] = -1
     for x in range(Wp):
         parent[x] = BN
@@ -278,8 +242,9 @@ def _sweep_levels(u8, gt, thr):
         parent[y * Wp] = BN
         parent[y * Wp + W + 1] = BN
     parent[BN] = BN
-    corr[:] = 0
     nhole = 0
+    nlive = 0
+    in_holes = 0
     for L in range(256):
         for idx in range(start[L], start[L + 1]):
             p = order[idx]
@@ -313,10 +278,12 @@ def _sweep_levels(u8, gt, thr):
                 for i in range(nr):
                     r = roots[i]
                     _add_bits(corr, bits[r], -1)
+                    in_holes -= size[r]
                     parent[r] = BN
                 parent[p] = BN
                 nhole -= nr
                 continue
+            in_holes += 1
             y = p // Wp - 1
             x = p - (y + 1) * Wp - 1
             if nr == 1:
@@ -359,6 +326,9 @@ def _sweep_levels(u8, gt, thr):
                 by0[main] = y0
                 by1[main] = y1
                 nhole += 1 - nr
+                if main == p and track:
+                    live[nlive] = p
+                    nlive += 1
             # a hole's contour runs over the foreground pixels around it
             b = _box_bits(
                 bx0[main] - 1,
@@ -372,9 +342,143 @@ def _sweep_levels(u8, gt, thr):
             _add_bits(corr, b, 1)
         n_hole[L] = nhole
         hole_correct[L, :] = corr
+        hole_pixels[L] = in_holes
+        if track and nhole > 0:
+            for i in range(nlive):  # the holes' bounds as of this level
+                r = live[i]
+                if parent[r] == r:
+                    lb[r] = size[r]
+                    ub_a[r] = (bx1[r] - bx0[r] + 2) * (by1[r] - by0[r] + 2)
+                    ub_b[r] = ub_a[r]
+            nlive = _scan_bounds(live, nlive, parent, lb, ub_a, ub_b, 0, bits, k1, scan)
+            hole_bounds[L, :] = scan
+
+    # ---- pass 1: foreground u8 > L, pixels added in decreasing value, 8-connectivity
+    parent[:] = -1
+    corr[:] = 0
+    ncomp = 0
+    nlive = 0
+    for L in range(255, -1, -1):
+        v = L + 1
+        if v <= 255:
+            for idx in range(start[v], start[v + 1]):
+                p = order[idx]
+                y = p // Wp - 1
+                x = p - (y + 1) * Wp - 1
+                parent[p] = p
+                size[p] = 1
+                lb[p] = 0
+                nr = 0
+                c4 = 0  # foreground 4-neighbours of p
+                inner = 0  # 4-neighbours that p makes interior
+                for j in range(8):
+                    q = p + off8[j]
+                    pq = parent[q]
+                    if pq < 0:
+                        continue
+                    if track and (j == 1 or j == 3 or j == 4 or j == 6):
+                        c4 += 1
+                        nb4[q] += 1
+                        if nb4[q] == 4:
+                            inner += 1
+                    if nr > 0 and pq == roots[nr - 1]:
+                        continue  # q hangs right under the root just found
+                    r = _find(parent, q)
+                    seen = False
+                    for i in range(nr):
+                        if roots[i] == r:
+                            seen = True
+                            break
+                    if not seen:
+                        roots[nr] = r
+                        nr += 1
+                grown = True
+                if nr == 1:
+                    r = roots[0]
+                    parent[p] = r
+                    size[r] += 1
+                    main = r
+                    if bx0[r] <= x <= bx1[r] and by0[r] <= y <= by1[r]:
+                        grown = False
+                    else:
+                        _add_bits(corr, bits[r], -1)
+                        bx0[r] = min(bx0[r], x)
+                        bx1[r] = max(bx1[r], x)
+                        by0[r] = min(by0[r], y)
+                        by1[r] = max(by1[r], y)
+                else:
+                    main = p
+                    x0 = x
+                    x1 = x
+                    y0 = y
+                    y1 = y
+                    total = 1
+                    for i in range(nr):
+                        r = roots[i]
+                        total += size[r]
+                        inner += lb[r]
+                        if size[r] > size[main]:
+                            main = r
+                        x0 = min(x0, bx0[r])
+                        x1 = max(x1, bx1[r])
+                        y0 = min(y0, by0[r])
+                        y1 = max(y1, by1[r])
+                        _add_bits(corr, bits[r], -1)
+                    for i in range(nr):
+                        r = roots[i]
+                        if r != main:
+                            parent[r] = main
+                    parent[p] = main
+                    size[main] = total
+                    lb[main] = inner
+                    inner = 0
+                    bx0[main] = x0
+                    bx1[main] = x1
+                    by0[main] = y0
+                    by1[main] = y1
+                    ncomp += 1 - nr
+                    if main == p and track:
+                        live[nlive] = p
+                        nlive += 1
+                if track:  # interior pixels: all four 4-neighbours in the foreground
+                    nb4[p] = c4
+                    lb[main] += inner + (1 if c4 == 4 else 0)
+                if grown:
+                    b = _box_bits(
+                        bx0[main],
+                        by0[main],
+                        min(bx1[main] + 1, W - 1),
+                        min(by1[main] + 1, H - 1),
+                        gt,
+                        thr,
+                    )
+                    bits[main] = b
+                    _add_bits(corr, b, 1)
+        n_comp[L] = ncomp
+        comp_correct[L, :] = corr
+        if not track:
+            continue
+        nc = ncomp + n_hole[L]
+        right = corr[k1] + hole_correct[L, k1]
+        if nc == 0 or right == 0 or right == nc:
+            continue  # decided by the counts alone (box_correct_u8)
+        for i in range(nlive):
+            r = live[i]
+            if parent[r] == r:
+                ub_a[r] = (bx1[r] - bx0[r]) * (by1[r] - by0[r])
+                ub_b[r] = size[r]
+        nlive = _scan_bounds(live, nlive, parent, lb, ub_a, ub_b, hole_pixels[L], bits, k1, scan)
+        lb_t = max(scan[0], hole_bounds[L, 0])
+        ub_t = max(scan[1], hole_bounds[L, 1])
+        lb_f = max(scan[2], hole_bounds[L, 2])
+        ub_f = max(scan[3], hole_bounds[L, 3])
+        if lb_t > ub_f:
+            v1_state[L] = 1
+        elif lb_f > ub_t:
+            v1_state[L] = 0
 
     empty_bits = _box_bits(0, 0, 0, 0, gt, thr)
-    return n_comp, n_hole, comp_correct, hole_correct, empty_bits
+    return n_comp, n_hole, comp_correct, hole_correct, empty_bits, v1_state
 
 
 @dataclass(frozen=True)
@@ -384,12 +488,16 @@ class LevelSweep:
     n_components, n_holes: (256,) contour counts (``n_contours`` is their sum).
     n_correct: (256, K) number of contour boxes reaching IoU threshold k.
     empty_correct: (K,) whether the ``[0, 0, 0, 0]`` box (no contour) reaches it.
+    largest_state: (256,) int8, for the IoU threshold ``largest_bit`` of `sweep`: 1 / 0
+        where the level's largest contour is known to be right / wrong from area bounds,
+        -1 where cv2 must say.
     """
 
     n_components: np.ndarray
     n_holes: np.ndarray
     n_correct: np.ndarray
     empty_correct: np.ndarray
+    largest_state: np.ndarray | None = None
 
     @property
     def n_contours(self) -> np.ndarray:
@@ -411,17 +519,21 @@ def _check_iou_thresholds(iou_thresholds) -> np.ndarray:
     return thr
 
 
-def sweep(u8: np.ndarray, gt_boxes: np.ndarray, iou_thresholds) -> LevelSweep:
+def sweep(
+    u8: np.ndarray, gt_boxes: np.ndarray, iou_thresholds, largest_bit: int = -1
+) -> LevelSweep:
     """Sweep all 256 levels of a uint8 map against inclusive integer GT boxes (G, 4)
-    with IoU thresholds given as fractions (e.g. ``[0.3, 0.5, 0.7]``)."""
+    with IoU thresholds given as fractions (e.g. ``[0.3, 0.5, 0.7]``). With
+    ``largest_bit = k`` it also decides, where area bounds can, whether each level's
+    largest contour reaches ``iou_thresholds[k]`` (`LevelSweep.largest_state`)."""
     u8 = np.ascontiguousarray(u8, dtype=np.uint8)
     if u8.ndim != 2:
         raise ValueError(f"sweep needs a 2-D map, got shape {u8.shape}")
     gt = np.ascontiguousarray(np.asarray(gt_boxes, dtype=np.int64).reshape(-1, 4))
     thr = _check_iou_thresholds(iou_thresholds)
-    n_comp, n_hole, cc, hc, empty_bits = _sweep_levels(u8, gt, thr)
+    n_comp, n_hole, cc, hc, empty_bits, v1_state = _sweep_levels(u8, gt, thr, int(largest_bit))
     empty = np.array([(int(empty_bits) >> k) & 1 == 1 for k in range(thr.size)], dtype=bool)
-    return LevelSweep(n_comp, n_hole, cc + hc, empty)
+    return LevelSweep(n_comp, n_hole, cc + hc, empty, v1_state)
 
 
 def _iou_rows(box: np.ndarray, gt: np.ndarray) -> float:
@@ -490,7 +602,7 @@ def box_correct_u8(
             thr.append(float(largest_iou))
             k1 = len(thr) - 1
     gt = np.asarray(gt_boxes, dtype=np.int64).reshape(-1, 4)
-    sw = sweep(u8, gt, thr)
+    sw = sweep(u8, gt, thr, -1 if k1 is None else k1)
     levels = levels_for_thresholds(thresholds, int(u8.max()))
     n_v2 = len(iou_thresholds) if np.ndim(iou_thresholds) else 1
     v2 = sw.correct[levels][:, :n_v2]
@@ -507,7 +619,9 @@ def box_correct_u8(
             per_level[level] = False
         elif n_corr[level] == nc:
             per_level[level] = True
-        else:  # several contours, some right: which one is the largest decides
+        elif sw.largest_state[level] >= 0:  # the area bounds tell which is the largest
+            per_level[level] = bool(sw.largest_state[level])
+        else:  # several contours of close areas, some right: cv2 decides
             fg = np.where(u8 > level, np.uint8(255), np.uint8(0))
             box = _largest_contour_box(fg)
             per_level[level] = _iou_rows(box, gt) >= largest_iou
