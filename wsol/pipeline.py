@@ -19,7 +19,14 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from wsol.errors import WSOLError
 from wsol.evaluation import EvalModule
-from wsol.io import check_writable, write_csv, write_text
+from wsol.io import write_csv, write_text
+from wsol.job import (
+    precision_record,
+    resolve_output_dir,
+    resolve_precision,
+    run_identity,
+    selected_protocols,
+)
 from wsol.models.module import AtomicCheckpointIO, CheckpointOnSigterm, ClassifierModule, StepSeed
 from wsol.report.metrics import format_table, read_metrics, write_metrics
 from wsol.report.tables import machine_summary
@@ -29,33 +36,6 @@ log = logging.getLogger(__name__)
 
 
 # ---- config --------------------------------------------------------------------------
-def resolve_output_dir(cfg: DictConfig) -> Path:
-    """``paths.output_dir`` if set, else Hydra's run directory; checked writable."""
-    out = cfg.paths.get("output_dir")
-    if out is None:
-        try:
-            from hydra.core.hydra_config import HydraConfig
-
-            out = HydraConfig.get().runtime.output_dir
-        except ValueError:
-            raise WSOLError(
-                "paths.output_dir is not set and there is no Hydra run directory; set paths.output_dir=DIR"
-            ) from None
-    out = check_writable(out)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(out)
-    return out
-
-
-def selected_protocols(cfg: DictConfig) -> dict:
-    """Instantiate every protocol node (a mapping with ``_target_``) under ``cfg.protocol``."""
-    protocols = {}
-    for name, node in (cfg.get("protocol") or {}).items():
-        if isinstance(node, DictConfig) and "_target_" in node:
-            protocols[name] = instantiate(node)
-    return protocols
-
-
 def build_data(cfg: DictConfig):
     dm = instantiate(cfg.data)
     with open_dict(cfg):
@@ -83,16 +63,6 @@ def build_classifier(cfg: DictConfig, net, steps_per_epoch: int) -> ClassifierMo
         model_config=OmegaConf.to_container(cfg.model, resolve=True),
         channels_last=bool(cfg.get("channels_last", False)),
     )
-
-
-def run_identity(cfg: DictConfig, localizer_name: str) -> dict:
-    return {
-        "model": cfg.model.name,
-        "pool": cfg.pool.name,
-        "data": cfg.data.get("name", "data"),
-        "localizer": localizer_name,
-        "seed": int(cfg.seed),
-    }
 
 
 def resume_checkpoint(out: Path) -> str | None:
@@ -145,6 +115,7 @@ def train_and_evaluate(cfg: DictConfig) -> dict:
     # checked before anything is written: a damaged checkpoint is an error, not a crash
     resume_from = resume_checkpoint(out) if training and cfg.get("resume") else None
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    resolve_precision(cfg, log_line=training)
     dm = build_data(cfg)
     net = build_net(cfg)
     localizer = instantiate(cfg.localizer)
@@ -195,6 +166,7 @@ def train_and_evaluate(cfg: DictConfig) -> dict:
     metrics["train_seconds"] = round(train_time, 1)
     metrics["total_seconds"] = round(time.time() - t0, 1)
     metrics["machine"] = machine_summary(cfg.trainer.get("accelerator"))
+    metrics.update(precision_record(cfg, training))
     write_metrics(out / "metrics.json", metrics)
     log_run_to_wandb(logger, cfg, out, metrics)  # logger=wandb: config, cams.png, predictions
     print(

@@ -1,4 +1,4 @@
-"""``python -m wsol.evaluate``: score localization without training.
+"""The modes of ``python -m wsol.evaluate``: score localization without training.
 
 The config is ``conf/evaluate.yaml``: the main job's ``config.yaml`` (its defaults list
 is ``[config, _self_]``, so every group works as in ``wsol.run``: ``data=``,
@@ -84,25 +84,28 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import hydra
 import numpy as np
 import torch
-from hydra.utils import instantiate
+from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
-from pytorch_lightning.utilities import rank_zero_only
 from torch.utils.data import DataLoader, Dataset
 
 import wsol  # noqa: F401  (registers the config resolvers)
-from wsol.cli import CONF_DIR, guard, precheck_overrides
+from wsol.cli import CONF_DIR
 from wsol.data.common import inside, require_dir
 from wsol.data.wsol_metadata import SPLITS, WSOLMetadataDataset
 from wsol.errors import WSOLError
-from wsol.evaluation import merged_curves
 from wsol.io import check_writable, save_npy, write_csv, write_text
+from wsol.job import (
+    rank,
+    resolve_output_dir,
+    resolve_precision,
+    run_identity,
+    selected_protocols,
+)
 from wsol.models.registry import build_model
 from wsol.models.weights import _diagnose, _load_own
-from wsol.pipeline import evaluate_network, resolve_output_dir, run_identity, selected_protocols
-from wsol.protocols.metric import ProtocolMetric, batch_column, boxes_text
+from wsol.protocols.metric import ProtocolMetric, batch_column, boxes_text, merged_curves
 from wsol.protocols.wsolevaluation import WSOLEvaluationMetric, check_scoremap
 from wsol.report.metrics import format_table, write_metrics
 from wsol.report.predictions import PredictionWriter
@@ -255,7 +258,7 @@ def _evaluate_checkpoint(
             f"{cfg.data.get('name', 'data')} has {n_data}; evaluate it on the data set it was trained on"
         )
     net = _build_network(model, sd, what)
-    if cfg.get("channels_last", False):  # as the main job evaluates (the same numbers)
+    if resolve_precision(cfg, log_line=False).channels_last:  # as the main job evaluates
         net.to(memory_format=torch.channels_last)
     protocols = selected_protocols(cfg)
     if export is not None:
@@ -265,6 +268,8 @@ def _evaluate_checkpoint(
                 "set localizer=gradcam or localizer=backprop"
             )
         protocols["export_scoremaps"] = ScoremapExport(export, _resize(cfg, protocols))
+    from wsol.pipeline import evaluate_network  # Lightning: only this mode needs it
+
     metrics = evaluate_network(cfg, net, dm, localizer, protocols, out, logger=None)
     metrics.update(run_identity(cfg, localizer.name))
     metrics.update(mode="checkpoint", ckpt=str(path))
@@ -510,7 +515,7 @@ class AnnotationView(Dataset):
 def _annotation_dataset(cfg: DictConfig) -> Dataset:
     """The test split of ``cfg.data`` read annotation-only where the reader can."""
     node = OmegaConf.create(OmegaConf.to_container(cfg.data.dataset, resolve=False))
-    target = hydra.utils.get_object(str(node._target_))
+    target = get_object(str(node._target_))
     params = inspect.signature(target).parameters
     kwargs: dict[str, Any] = {}
     if "load_images" in params:
@@ -711,7 +716,7 @@ def evaluate(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
         raise
     metrics["machine"] = machine_summary(cfg.trainer.get("accelerator"))
     metrics["total_seconds"] = round(time.time() - t0, 1)
-    if getattr(rank_zero_only, "rank", 0) != 0:  # under DDP process 0 writes the files
+    if rank() != 0:  # under DDP process 0 writes the files
         return metrics
     write_text(out / "evaluate_config.yaml", _config_yaml(cfg))
     write_metrics(out / "metrics.json", metrics)
@@ -724,15 +729,3 @@ def _config_yaml(cfg: DictConfig) -> str:
         return OmegaConf.to_yaml(cfg, resolve=True)
     except Exception:  # an unresolvable default the mode did not need (e.g. model.num_classes)
         return OmegaConf.to_yaml(cfg)
-
-
-@hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
-def main(cfg: DictConfig) -> float | None:
-    metrics = guard(evaluate, cfg) or {}
-    # the value Hydra sweepers optimise: MaxBoxAccV2 where scored, else GT-known localization
-    return metrics.get("maxboxacc_v2", metrics.get("gt_known_loc"))
-
-
-if __name__ == "__main__":
-    precheck_overrides()
-    main()

@@ -23,6 +23,7 @@ from torch import nn
 from wsol.localize.base import Localizer
 from wsol.protocols.cam2016 import cam2016_box
 from wsol.protocols.classification import ClassificationMetric
+from wsol.protocols.metric import merged_curves
 from wsol.report.figures import cam_grid, denormalize
 from wsol.report.predictions import PredictionWriter
 
@@ -186,18 +187,3 @@ class EvalModule(pl.LightningModule):
     def curves(self):
         """The per-threshold curves of every protocol that has them, side by side."""
         return merged_curves(self.protocols.values())
-
-
-def merged_curves(protocols):
-    """The per-threshold curves of every protocol in ``protocols`` that has them, side by
-    side (one ``threshold`` column); None when none has curves."""
-    import pandas as pd
-
-    frames = [p.curves() for p in protocols]
-    frames = [f for f in frames if f is not None]
-    if not frames:
-        return None
-    out = frames[0]
-    for f in frames[1:]:
-        out = pd.merge(out, f, on="threshold", how="outer")
-    return out

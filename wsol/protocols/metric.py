@@ -34,6 +34,7 @@ __all__ = [
     "box_text",
     "boxes_text",
     "iou_fixed",
+    "merged_curves",
 ]
 
 IOU_SCALE = 2**32
@@ -147,3 +148,18 @@ class ProtocolMetric(Metric):
         result = self.score(maps, classes, batch)
         self.update(result)
         return result
+
+
+def merged_curves(protocols):
+    """The per-threshold curves of every protocol in ``protocols`` that has them, side by
+    side (one ``threshold`` column); None when none has curves."""
+    import pandas as pd
+
+    frames = [p.curves() for p in protocols]
+    frames = [f for f in frames if f is not None]
+    if not frames:
+        return None
+    out = frames[0]
+    for f in frames[1:]:
+        out = pd.merge(out, f, on="threshold", how="outer")
+    return out
