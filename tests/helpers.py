@@ -17,6 +17,7 @@ CONF = REPO / "conf"
 TINY = [
     "model=tiny_gap",
     "data.dataset.image_size=48",
+    "data.dataset.train_image_size=null",
     "data.dataset.train_size=48",
     "data.dataset.val_size=16",
     "data.dataset.test_size=24",

@@ -15,6 +15,7 @@ BIG = {"vgg16", "vgg16_gap", "resnet50_gap", "inceptionv3_gap"}
 
 MICRO = [
     "data.dataset.image_size=64",
+    "data.dataset.train_image_size=null",
     "data.dataset.train_size=8",
     "data.dataset.val_size=4",
     "data.dataset.test_size=6",

@@ -126,3 +126,27 @@ def test_eval_view_of_the_train_split_is_not_augmented():
     for i in range(8):  # with flips on, some of 8 training reads would be mirrored
         assert torch.allclose(view[i]["image"], plain[i]["image"], atol=1e-6)
     assert dm.eval_view("test") is dm.dataset("test")
+
+
+def test_train_split_renders_at_train_image_size_and_the_datamodule_evaluates_at_its_own():
+    """The default job trains on 160 px renderings and evaluates on 224/256 px ones: the
+    train split has its own size, val and test keep image_size, and the DataModule's
+    eval_input_size resizes the evaluation splits (not the training one)."""
+    from wsol.data.datamodule import WSOLDataModule
+
+    tr, te = make("train", train_image_size=48), make("test", train_image_size=48)
+    assert tuple(tr[0]["image"].shape) == (3, 48, 48)
+    assert tuple(tr[0]["size"]) == (48, 48)
+    assert tuple(te[0]["image"].shape) == (3, 64, 64)
+    assert torch.equal(make("test")[5]["image"], te[5]["image"])  # eval scenes unchanged
+    with pytest.raises(WSOLError, match="train_image_size must be at least 32"):
+        make("train", train_image_size=16)
+
+    def factory(split, transform):
+        return make(split, train_image_size=48, transform=transform)
+
+    dm = WSOLDataModule(factory, input_size=48, eval_input_size=64, num_workers=0)
+    assert tuple(dm.dataset("train")[0]["image"].shape) == (3, 48, 48)
+    assert tuple(dm.dataset("test")[0]["image"].shape) == (3, 64, 64)
+    assert tuple(dm.eval_view("train")[0]["image"].shape) == (3, 64, 64)
+    assert WSOLDataModule(factory, input_size=48).eval_input_size == 48

@@ -152,6 +152,7 @@ class WSOLDataModule(pl.LightningDataModule):
         self,
         dataset: Callable[..., Dataset],
         input_size: int,
+        eval_input_size: int | None = None,
         mean: Sequence[float] = (0.485, 0.456, 0.406),
         std: Sequence[float] = (0.229, 0.224, 0.225),
         batch_size: int = 32,
@@ -171,6 +172,9 @@ class WSOLDataModule(pl.LightningDataModule):
         super().__init__()
         self.dataset_factory = dataset
         self.input_size = int(input_size)
+        # val and test images are resized to this (None: input_size); training at a lower
+        # resolution than testing is cheaper and, for a GAP network, localizes better
+        self.eval_input_size = int(eval_input_size or input_size)
         self.mean, self.std = tuple(mean), tuple(std)
         self.batch_size = int(batch_size)
         self.eval_batch_size = int(eval_batch_size or batch_size)
@@ -196,7 +200,7 @@ class WSOLDataModule(pl.LightningDataModule):
             train = stage == "train"
             tf = build_transform(
                 train,
-                self.input_size,
+                self.input_size if train else self.eval_input_size,
                 self.mean,
                 self.std,
                 resize_size=self.resize_size,
@@ -217,7 +221,7 @@ class WSOLDataModule(pl.LightningDataModule):
         and masks lie where the image shows the object."""
         if stage != "train":
             return self.dataset(stage)
-        tf = build_transform(False, self.input_size, self.mean, self.std)
+        tf = build_transform(False, self.eval_input_size, self.mean, self.std)
         return self.dataset_factory(split=self.splits["train"], transform=tf)
 
     @property

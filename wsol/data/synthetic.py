@@ -88,7 +88,11 @@ class SyntheticWSOL(Dataset):
     Args:
         split: ``train``, ``val`` or ``test``.
         num_classes: number of classes (2..40).
-        image_size: side of the square images, in pixels.
+        image_size: side of the square images, in pixels (of every split unless
+            ``train_image_size`` is set).
+        train_image_size: side of the training split's images (None: ``image_size``).
+            The default job trains at 160 and evaluates at 224: the same scenes, rendered
+            at each size (train at a lower resolution than test, Touvron et al. 2019).
         train_size, val_size, test_size: number of images in each split.
         seed: the data seed; images depend only on (seed, split, index).
         difficulty: 0 (clean) .. 1 (hard); scales clutter and distractors.
@@ -113,6 +117,7 @@ class SyntheticWSOL(Dataset):
         split: str = "train",
         num_classes: int = 10,
         image_size: int = 224,
+        train_image_size: int | None = None,
         train_size: int = 2000,
         val_size: int = 200,
         test_size: int = 1000,
@@ -134,10 +139,13 @@ class SyntheticWSOL(Dataset):
             raise WSOLError(
                 f"data.num_classes must be between 2 and 40 for data=synthetic, got {num_classes}"
             )
-        if int(image_size) < 32:
-            raise WSOLError(
-                f"data.image_size must be at least 32 for data=synthetic, got {image_size}"
-            )
+        for key, side in (("image_size", image_size), ("train_image_size", train_image_size)):
+            if side is not None and int(side) < 32:
+                raise WSOLError(
+                    f"data.dataset.{key} must be at least 32 for data=synthetic, got {side}"
+                )
+        if split == "train" and train_image_size is not None:
+            image_size = train_image_size
         size = {"train": train_size, "val": val_size, "test": test_size}[split]
         if int(size) < 1:
             raise WSOLError(
