@@ -191,10 +191,11 @@ class _Bench:
         from hydra.utils import instantiate
         from omegaconf import OmegaConf
 
-        from wsol.pipeline import build_data, build_net
+        from wsol.pipeline import build_data, build_net, resolve_precision
 
         self.cfg, self.device = cfg, device
         pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+        resolve_precision(cfg, log_line=False)  # channels_last: auto -> this machine's
         self.dm = build_data(cfg)
         self.net = build_net(cfg)
         if bool(cfg.get("channels_last", False)):
@@ -359,7 +360,11 @@ def run(
             "details": "",
         }
     # on a GPU: the paper's 224x224 inputs (the CPU default is the job's own size)
-    extra = ["trainer=gpu", "data.dataset.image_size=224"] if device.startswith("cuda") else []
+    extra = (
+        ["trainer=gpu", "data.dataset.image_size=224", "data.dataset.train_image_size=null"]
+        if device.startswith("cuda")
+        else []
+    )
     with tempfile.TemporaryDirectory(prefix="wsol-bench-cfg-") as tmp:
         cfg = compose([f"paths.output_dir={tmp}", *extra, *(overrides or [])])
         b = _Bench(cfg, device, batches)

@@ -7,13 +7,17 @@ Figures (``--figures``, default all, in this order):
 1. ``eval``: the protocol engine's ms per 224x224 map (MaxBoxAccV2 at 1000 and 100
    thresholds, MaxBoxAcc, the cam2016 box, PxAP) beside the plain per-threshold
    implementations; target <= 5 ms per map at 1000 thresholds on one core.
-2. ``train``: images/s of the suite's Lightning training of the default job against a
+2. ``evaluate_cli``: ``python -m wsol.evaluate scoremaps=... protocol=wsolevaluation
+   protocol.cam_curve_interval=0.001`` on 400 realistic score maps from disk (marginal
+   ms per map, V1 and V2 in one run) against wsolevaluation's evaluator loop (its V1 and
+   V2 runs; ``--wsolevaluation DIR`` times its own code); target >= 20 x.
+3. ``train``: images/s of the suite's Lightning training of the default job against a
    plain PyTorch loop on the same model, batches and settings; target >= 0.95 x.
-3. ``data``: images/s of one synthetic-data worker against figure 2's training rate;
+4. ``data``: images/s of one synthetic-data worker against figure 3's training rate;
    target >= 5 x.
-4. ``inference``: the suite's evaluation (forward, CAMs, protocols, rows) against a plain
+5. ``inference``: the suite's evaluation (forward, CAMs, protocols, rows) against a plain
    forward pass; target <= 1.3 x; with a breakdown of where the time goes.
-5. ``memory``: peak RSS after 5,000 / 20,000 / 50,000 maps through the protocols;
+6. ``memory``: peak RSS after 5,000 / 20,000 / 50,000 maps through the protocols;
    target: no growth with the number of maps (< 256 bytes per added map).
 
 ``--quick`` runs every figure at tiny sizes (a smoke run, seconds per figure; its numbers
@@ -41,13 +45,14 @@ from typing import Any
 from wsol.bench.common import say
 from wsol.bench.worker import FIGURES
 
-ORDER = ["eval", "train", "data", "inference", "memory"]
+ORDER = ["eval", "evaluate_cli", "train", "data", "inference", "memory"]
 DEFAULT_OUTPUT = Path("results") / "bench.md"
 
 #: the quick mode's job: tiny network, tiny synthetic data, no loader worker
 QUICK_OVERRIDES = [
     "model=tiny_gap",
     "data.dataset.image_size=48",
+    "data.dataset.train_image_size=null",
     "data.dataset.train_size=48",
     "data.dataset.val_size=16",
     "data.dataset.test_size=24",
@@ -59,6 +64,7 @@ QUICK_OVERRIDES = [
 
 FULL = {
     "eval": {"n_maps": 50, "n_ref_maps": 10, "repeats": 3},
+    "evaluate_cli": {"n_maps": 400, "n_small": 50, "n_ref_maps": 40},
     "train": {"steps": 10, "warmup": 3, "repeats": 5},
     "data": {"images": 1024, "repeats": 3},
     "inference": {"batches": 3, "repeats": 5},
@@ -66,6 +72,7 @@ FULL = {
 }
 QUICK = {
     "eval": {"n_maps": 3, "n_ref_maps": 1, "repeats": 1},
+    "evaluate_cli": {"n_maps": 4, "n_small": 0, "n_ref_maps": 2, "interval": 0.05},
     "train": {"steps": 2, "warmup": 1, "repeats": 1},
     "data": {"images": 16, "repeats": 1},
     "inference": {"batches": 1, "repeats": 1},
@@ -124,6 +131,13 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--eval-maps", type=int, help="maps the engine is timed on (50)")
     g.add_argument("--eval-ref-maps", type=int, help="maps the references are timed on (10)")
     g.add_argument("--eval-repeats", type=int)
+    g.add_argument("--cli-maps", type=int, help="maps wsol.evaluate scores from disk (400)")
+    g.add_argument(
+        "--wsolevaluation",
+        metavar="DIR",
+        help="a checkout of clovaai/wsolevaluation: time its own evaluator as the baseline "
+        "of evaluate_cli (default: the same loop in wsol.protocols.reference)",
+    )
     g.add_argument("--train-steps", type=int, help="timed steps per block (10)")
     g.add_argument("--train-warmup", type=int, help="untimed steps per block (3)")
     g.add_argument("--train-repeats", type=int, help="ABBA repeats (5)")
@@ -157,10 +171,16 @@ def figure_params(a: argparse.Namespace) -> dict[str, dict[str, Any]]:
     put("eval", "n_maps", a.eval_maps)
     put("eval", "n_ref_maps", a.eval_ref_maps)
     put("eval", "repeats", a.eval_repeats)
+    put("evaluate_cli", "n_maps", a.cli_maps)
+    put("evaluate_cli", "wsolevaluation", a.wsolevaluation)
     for fig in ("train", "data", "inference", "memory"):
         ps[fig]["overrides"] = list(overrides)
     if a.device == "cuda":  # the data figure feeds the GPU training's 224x224 images
-        ps["data"]["overrides"] = ["data.dataset.image_size=224", *overrides]
+        ps["data"]["overrides"] = [
+            "data.dataset.image_size=224",
+            "data.dataset.train_image_size=null",
+            *overrides,
+        ]
     put("train", "steps", a.train_steps)
     put("train", "warmup", a.train_warmup)
     put("train", "repeats", a.train_repeats)
@@ -303,7 +323,24 @@ def _met(m) -> str:
     return "-" if m is None else ("met" if m else "NOT MET")
 
 
-HEAD = ["figure", "measure", "suite", "baseline", "ratio", "target", "met"]
+HEAD = ["figure", "measure", "suite", "baseline", "ratio", "CPU kind; arithmetic", "target", "met"]
+
+#: what each figure computes in, when the figure does not say (its result's "arithmetic")
+ARITHMETIC = {
+    "eval": "numpy/numba integer counts, 1 thread",
+    "evaluate_cli": "numpy/numba integer counts, 1 thread",
+    "data": "numpy rendering, 1 worker",
+    "inference": "fp32 (evaluation is always fp32)",
+    "memory": "fp32 maps, integer counts",
+}
+
+
+def _kind(results: dict[str, dict], name: str) -> str:
+    """``AVX2, no native bf16; 32-true, NHWC``: the CPU's kind and the figure's arithmetic."""
+    from wsol.hardware import cpu_info
+
+    arith = results[name].get("arithmetic") or ARITHMETIC.get(name, "-")
+    return f"{cpu_info().describe()}; {arith}"
 
 
 def table_rows(results: dict[str, dict]) -> list[list[str]]:
@@ -319,6 +356,7 @@ def table_rows(results: dict[str, dict]) -> list[list[str]]:
                     _fmt(r["suite"]),
                     _fmt(r["baseline"]),
                     _fmt(r["ratio"]),
+                    _kind(results, name),
                     r["target"] or "-",
                     _met(r["met"]),
                 ]
@@ -410,10 +448,21 @@ def machine_info() -> dict[str, str]:
         cap = torch.backends.cpu.get_cpu_capability()
     except Exception:  # pragma: no cover
         cap = "-"
+    from wsol.hardware import choose_precision, cpu_info
+
+    info = cpu_info()
+    choice = choose_precision("auto", "cpu")
     return {
         "CPU": cpu,
+        "CPU kind": f"{info.describe()} (the training precision `auto` picks: {choice.precision})",
         "cores": f"{os.cpu_count()} logical, {usable} usable by this process",
         "ISA": ", ".join(isa) or "-",
+        "environment": " ".join(
+            f"{k}={os.environ[k]}"
+            for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")
+            if k in os.environ
+        )
+        or "-",
         "memory": mem or "-",
         "GPU": gpu,
         "OS": platform.platform(),

@@ -93,10 +93,11 @@ class _Bench:
         import torch
         from torch.utils.data import DataLoader
 
-        from wsol.pipeline import build_classifier, build_data, build_net
+        from wsol.pipeline import build_classifier, build_data, build_net, resolve_precision
 
         self.cfg, self.device = cfg, device
         pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+        resolve_precision(cfg, log_line=False)  # auto -> what this machine trains with
         torch.use_deterministic_algorithms(bool(cfg.trainer.get("deterministic", False)))
         if device.startswith("cuda"):
             torch.backends.cudnn.benchmark = bool(cfg.trainer.get("benchmark", False))
@@ -357,7 +358,7 @@ def run(
         data_source = "memory" if device.startswith("cuda") else "loader"
     extra = []
     if device.startswith("cuda"):
-        extra = ["trainer=gpu", "data.dataset.image_size=224"]
+        extra = ["trainer=gpu", "data.dataset.image_size=224", "data.dataset.train_image_size=null"]
         nets = list(networks or GPU_NETWORKS)
     else:
         nets = list(networks or [None])
@@ -416,5 +417,8 @@ def run(
         "notes": notes,
         "details": "\n\n".join(details),
         "train_rate": first["suite_rate"] if first else None,
+        "arithmetic": f"{first.get('precision')}{', NHWC' if first.get('channels_last') else ''}"
+        if first
+        else None,
         "results": results,
     }

@@ -11,6 +11,7 @@ from typing import Any
 
 FIGURES = {
     "eval": "wsol.bench.eval_figure",
+    "evaluate_cli": "wsol.bench.cli_eval_bench",
     "train": "wsol.bench.train_bench",
     "data": "wsol.bench.data_bench",
     "inference": "wsol.bench.infer_bench",
