@@ -12,11 +12,12 @@ from omegaconf import DictConfig
 
 import wsol  # noqa: F401  (registers the config resolvers)
 from wsol.cli import guard, precheck_overrides
-from wsol.pipeline import train_and_evaluate
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
+    from wsol.pipeline import train_and_evaluate  # Lightning: not for --help or config errors
+
     metrics = guard(train_and_evaluate, cfg)
     # the return value is what Hydra sweepers optimise: GT-known localization
     return (metrics or {}).get("gt_known_loc")

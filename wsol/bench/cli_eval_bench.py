@@ -122,6 +122,7 @@ def _suite(root: Path, meta: Path, interval: float, tag: str) -> tuple[float, di
 
 _THEIRS = """
 import sys, numpy as np
+np.float = float  # its util.t2n uses np.float, an alias numpy >= 1.24 removed (float64)
 sys.path.insert(0, {repo!r})
 from evaluation import evaluate_wsol
 for multi, ious in ((False, [50]), (True, [30, 50, 70])):
