@@ -13,7 +13,9 @@ rescaled to 224 as wsolevaluation does).
 
 Measured: the command's wall time on ``n_maps`` and on ``n_small`` maps, each in a fresh
 process; the **marginal cost per map** is their difference over ``n_maps - n_small``
-(start-up and imports cancel), the start-up is what is left. One run gives MaxBoxAcc
+(start-up and imports cancel), the start-up is what is left. The start-up itself varies
+by about a second from run to run, so the per-map figure is good to about
+1000 / (n_maps - n_small) ms: 1000 maps (the default) make that about 1 ms. One run gives MaxBoxAcc
 (V1) and MaxBoxAccV2 (IoU 30/50/70) together, file reading included.
 
 The baseline is wsolevaluation's evaluator loop (one ``cv2.findContours`` per threshold,
@@ -181,7 +183,7 @@ def _reference_per_map(root: Path, items: list, interval: float) -> tuple[float,
 
 
 def run(
-    n_maps: int = 400,
+    n_maps: int = 1000,
     n_small: int = 50,
     n_ref_maps: int = 40,
     interval: float = 0.001,

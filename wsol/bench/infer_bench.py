@@ -400,7 +400,7 @@ def run(
     chosen = selected_protocols(cfg)
     protocols = list(chosen)
     n_thr = {k: len(p.thresholds) for k, p in chosen.items() if hasattr(p, "thresholds")}
-    size = int(cfg.data.input_size)
+    size = int(cfg.data.get("eval_input_size") or cfg.data.input_size)  # the test images
     bs = int(b.dm.eval_batch_size)
     rows = [
         row(

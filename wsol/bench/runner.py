@@ -8,7 +8,7 @@ Figures (``--figures``, default all, in this order):
    thresholds, MaxBoxAcc, the cam2016 box, PxAP) beside the plain per-threshold
    implementations; target <= 5 ms per map at 1000 thresholds on one core.
 2. ``evaluate_cli``: ``python -m wsol.evaluate scoremaps=... protocol=wsolevaluation
-   protocol.cam_curve_interval=0.001`` on 400 realistic score maps from disk (marginal
+   protocol.cam_curve_interval=0.001`` on 1000 realistic score maps from disk (marginal
    ms per map, V1 and V2 in one run) against wsolevaluation's evaluator loop (its V1 and
    V2 runs; ``--wsolevaluation DIR`` times its own code); target >= 20 x.
 3. ``train``: images/s of the suite's Lightning training of the default job against a
@@ -64,7 +64,7 @@ QUICK_OVERRIDES = [
 
 FULL = {
     "eval": {"n_maps": 50, "n_ref_maps": 10, "repeats": 3},
-    "evaluate_cli": {"n_maps": 400, "n_small": 50, "n_ref_maps": 40},
+    "evaluate_cli": {"n_maps": 1000, "n_small": 50, "n_ref_maps": 40},
     "train": {"steps": 10, "warmup": 3, "repeats": 5},
     "data": {"images": 1024, "repeats": 3},
     "inference": {"batches": 3, "repeats": 5},
@@ -131,7 +131,7 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--eval-maps", type=int, help="maps the engine is timed on (50)")
     g.add_argument("--eval-ref-maps", type=int, help="maps the references are timed on (10)")
     g.add_argument("--eval-repeats", type=int)
-    g.add_argument("--cli-maps", type=int, help="maps wsol.evaluate scores from disk (400)")
+    g.add_argument("--cli-maps", type=int, help="maps wsol.evaluate scores from disk (1000)")
     g.add_argument(
         "--wsolevaluation",
         metavar="DIR",
