@@ -40,9 +40,12 @@ class Record(TypedDict, total=False):
 
 def collate(records: list[Record]) -> dict[str, Any]:
     """Batch records: images, labels, sizes and indices are stacked; boxes, masks and
-    ids (whose sizes vary) stay lists."""
-    batch: dict[str, Any] = {
-        "image": torch.stack([r["image"] for r in records]),
+    ids (whose sizes vary) stay lists. Records without an image (annotation-only readers)
+    give a batch without ``image``."""
+    batch: dict[str, Any] = {}
+    if records and "image" in records[0]:
+        batch["image"] = torch.stack([r["image"] for r in records])
+    batch |= {
         "label": torch.as_tensor([int(r["label"]) for r in records], dtype=torch.long),
         "boxes": [torch.as_tensor(r["boxes"], dtype=torch.float64).reshape(-1, 4) for r in records],
         "size": torch.as_tensor([tuple(r["size"]) for r in records], dtype=torch.long).reshape(

@@ -93,6 +93,7 @@ from torch.utils.data import DataLoader, Dataset
 import wsol  # noqa: F401  (registers the config resolvers)
 from wsol.cli import CONF_DIR
 from wsol.data.common import inside, require_dir
+from wsol.data.record import collate
 from wsol.data.wsol_metadata import SPLITS, WSOLMetadataDataset
 from wsol.errors import WSOLError
 from wsol.io import check_writable, save_npy, write_csv, write_text
@@ -559,17 +560,8 @@ def _evaluate_baseline(cfg: DictConfig, out: Path, localizer, export: Path | Non
 
 # ---- the loop of modes 2 and 4 -----------------------------------------------------------
 def _collate(records: list[dict]) -> dict[str, Any]:
-    """`wsol.data.record.collate` without images (plus the score maps, when present)."""
-    batch: dict[str, Any] = {
-        "label": torch.as_tensor([int(r["label"]) for r in records], dtype=torch.long),
-        "boxes": [torch.as_tensor(r["boxes"], dtype=torch.float64).reshape(-1, 4) for r in records],
-        "size": torch.as_tensor([tuple(r["size"]) for r in records], dtype=torch.long).reshape(
-            -1, 2
-        ),
-        "mask": [r.get("mask") for r in records],
-        "id": [r["id"] for r in records],
-        "index": torch.as_tensor([int(r["index"]) for r in records], dtype=torch.long),
-    }
+    """`wsol.data.record.collate` (no images here) plus the score maps, when present."""
+    batch = collate(records)
     if records and "scoremap" in records[0]:
         batch["scoremap"] = np.stack([r["scoremap"] for r in records])
     return batch
