@@ -77,10 +77,10 @@ def resume_checkpoint(out: Path) -> str | None:
     try:  # mmap: the file's structure is checked without reading every tensor
         torch.load(newest, map_location="cpu", weights_only=True, mmap=True)
     except Exception as e:
-        from wsol.models.weights import _diagnose
+        from wsol.models.weights import describe_load_error
 
         raise WSOLError(
-            f"resume=true: {newest} is not a readable checkpoint: {_diagnose(newest, e)}; "
+            f"resume=true: {newest} is not a readable checkpoint: {describe_load_error(newest, e)}; "
             "delete it to resume from an older one, or set resume=false"
         ) from None
     return str(newest)

@@ -1,4 +1,5 @@
-"""Every ``conf/model/NAME.yaml`` of the zoo builds its network with ``model=NAME``."""
+"""Every ``conf/model/NAME.yaml`` of the zoo builds its network with ``model=NAME``, and
+every registered network has one (extending ``conf/_model_base.yaml``)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,22 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from zoo_cases import EXPECTED, FC_NETWORKS, NETWORKS
 
+from tests.helpers import compose_config
+from wsol.models import available
+
 CONF = Path(__file__).resolve().parents[2] / "conf" / "model"
 TRANSFORM_INPUT = ("inceptionv3_gap", "googlenet_gap", "googlenet")
 
 
+def test_every_registered_network_has_one_yaml():
+    assert sorted(p.stem for p in CONF.glob("*.yaml")) == available()
+    for p in CONF.glob("*.yaml"):
+        assert OmegaConf.load(p).defaults == ["/_model_base@_here_", "_self_"], p.name
+
+
 @pytest.mark.parametrize("name", NETWORKS)
 def test_config_builds_the_network(name):
-    model = OmegaConf.load(CONF / f"{name}.yaml")
+    model = compose_config([f"model={name}"]).model
     assert model._target_ == "wsol.models.build_model" and model.name == name
     assert OmegaConf.is_missing(model, "num_classes")
     assert model.input_size == EXPECTED[name][0]

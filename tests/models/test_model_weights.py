@@ -19,7 +19,8 @@ from zoo_cases import TORCHVISION
 import wsol.models.weights as weights_mod
 from wsol.errors import WSOLError
 from wsol.models import build_model
-from wsol.models.weights import SOURCES, cached_weights_path
+from wsol.models.registry import weight_source
+from wsol.models.weights import cached_weights_path
 
 
 def _randomise_buffers(module: torch.nn.Module) -> None:
@@ -48,7 +49,7 @@ def torchvision_files(tmp_path_factory):
             tv = getattr(tvm, arch)(weights=None, **kwargs)
             _randomise_buffers(tv)
             sd = tv.state_dict()
-            path = root / SOURCES[name].file_name
+            path = root / weight_source(name).file_name
             torch.save(sd, path)
             made[arch] = (path, sd)
         return made[arch]
@@ -58,7 +59,7 @@ def torchvision_files(tmp_path_factory):
 
 def _put_in_cache(path: Path, name: str) -> Path:
     """The file where ``pretrained=True`` looks for it ($TORCH_HOME/hub/checkpoints)."""
-    dst = cached_weights_path(SOURCES[name])
+    dst = cached_weights_path(weight_source(name))
     assert dst.parent == Path(torch.hub.get_dir()) / "checkpoints"
     dst.parent.mkdir(parents=True, exist_ok=True)
     dst.symlink_to(path)
@@ -68,7 +69,7 @@ def _put_in_cache(path: Path, name: str) -> Path:
 def _check_loaded(net, name: str, tv_sd: dict[str, torch.Tensor], num_classes: int) -> None:
     """Every tensor of a kept layer equals torchvision's; the layers not loaded are exactly
     the new ones (``new_layer_prefixes``), plus nothing else."""
-    source = SOURCES[name]
+    source = weight_source(name)
     ours = net.state_dict()
     loaded = set()
     for k, v in tv_sd.items():
@@ -154,14 +155,14 @@ def test_pretrained_downloads_into_the_cache(torchvision_files, monkeypatch):
     monkeypatch.setattr(weights_mod, "_download", fake_download)
     net = build_model("alexnet_gap", num_classes=3, pretrained=True)
     _check_loaded(net, "alexnet_gap", tv_sd, 3)
-    assert fetched == [SOURCES["alexnet_gap"].url]
-    assert cached_weights_path(SOURCES["alexnet_gap"]).is_file()
+    assert fetched == [weight_source("alexnet_gap").url]
+    assert cached_weights_path(weight_source("alexnet_gap")).is_file()
     build_model("alexnet_gap", num_classes=3, pretrained=True)  # from the cache now
     assert len(fetched) == 1
 
 
 def test_corrupt_cached_file_is_named():
-    dst = cached_weights_path(SOURCES["alexnet"])
+    dst = cached_weights_path(weight_source("alexnet"))
     dst.parent.mkdir(parents=True)
     dst.write_bytes(b"<html>404</html>")
     with pytest.raises(WSOLError, match=r"alexnet-owt-7be5be79\.pth.*delete the file"):

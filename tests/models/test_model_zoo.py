@@ -6,15 +6,19 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import nn
-from zoo_cases import CAM_NETWORKS, EXPECTED, FC_NETWORKS, NETWORKS
+from zoo_cases import CAM_NETWORKS, EXPECTED, FC_NETWORKS, NETWORKS, TORCHVISION
 
 from wsol.models import PooledLinearHead, available, build_model
+from wsol.models.registry import weight_sources
 
 SMALL = 64  # every network runs at 64x64 (the AlexNets' maps are 3x3, NIN's 1x1)
 
 
-def test_all_registered():
-    assert set(NETWORKS) <= set(available())
+def test_every_registered_network_has_a_case():
+    assert set(NETWORKS) == set(available())
+    assert set(TORCHVISION) == set(weight_sources())
+    for name, source in weight_sources().items():
+        assert TORCHVISION[name][0] == source.arch, name
 
 
 @pytest.mark.parametrize("name", NETWORKS)

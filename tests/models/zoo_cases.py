@@ -1,4 +1,7 @@
-"""The networks of the zoo and what each should give (shared by the tests here)."""
+"""The networks of the zoo and what each should give (shared by the tests here).
+
+Every registered network needs its case in `EXPECTED`, and every one registered with
+torchvision weights its case in `TORCHVISION` (``test_model_zoo.py`` checks both)."""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ EXPECTED = {
     "inceptionv3_gap": (224, 1024, 14),
     "googlenet_gap": (224, 1024, 14),
     "googlenet": (224, 1024, 7),
+    "tiny_gap": (64, 64, 8),
 }
 NETWORKS = tuple(EXPECTED)
 FC_NETWORKS = ("vgg16", "alexnet")

@@ -105,7 +105,7 @@ from wsol.job import (
     selected_protocols,
 )
 from wsol.models.registry import build_model
-from wsol.models.weights import _diagnose, _load_own
+from wsol.models.weights import describe_load_error, load_own_weights
 from wsol.protocols.metric import ProtocolMetric, batch_column, boxes_text, merged_curves
 from wsol.protocols.wsolevaluation import WSOLEvaluationMetric, check_scoremap
 from wsol.report.metrics import format_table, write_metrics
@@ -141,7 +141,7 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tens
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # unpickling, zip, EOF and I/O errors: one line saying which
-        raise WSOLError(f"{what}: not a checkpoint: {_diagnose(p, e)}") from e
+        raise WSOLError(f"{what}: not a checkpoint: {describe_load_error(p, e)}") from e
     need = "a checkpoint written by wsol.run (a Lightning checkpoint with state_dict and hyper_parameters['model'])"
     if not isinstance(obj, Mapping) or not isinstance(obj.get("state_dict"), Mapping):
         held = (
@@ -239,7 +239,7 @@ def _build_network(model: Mapping, sd: dict[str, torch.Tensor], what: str):
         raise WSOLError(f"{what}: the checkpoint's model config: {e}") from None
     except TypeError as e:
         raise WSOLError(f"{what}: the checkpoint's model config does not build: {e}") from None
-    _load_own(net, str(model["name"]), sd, what)
+    load_own_weights(net, str(model["name"]), sd, what)
     return net
 
 

@@ -3,6 +3,14 @@ weight loading, and the LightningModule that trains them. Imports neither data n
 protocols."""
 
 from wsol.models.base import GlobalPool, PooledLinearHead, WSOLNet
-from wsol.models.registry import available, build_model, register
+from wsol.models.registry import available, build_model, network_label, register
 
-__all__ = ["GlobalPool", "PooledLinearHead", "WSOLNet", "available", "build_model", "register"]
+__all__ = [
+    "GlobalPool",
+    "PooledLinearHead",
+    "WSOLNet",
+    "available",
+    "build_model",
+    "network_label",
+    "register",
+]

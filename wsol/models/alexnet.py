@@ -39,6 +39,7 @@ from torchvision.models import alexnet as tv_alexnet
 from wsol.models.base import PooledLinearHead, WSOLNet
 from wsol.models.registry import register
 from wsol.models.vgg import FCHead, new_conv
+from wsol.models.weights import Source, sequential_map
 
 #: indices in torchvision's ``alexnet().features``: conv4's ReLU, conv5's ReLU (12 is pool5)
 _CONV4_RELU = 9
@@ -107,17 +108,32 @@ class AlexNet(WSOLNet):
         self.head = FCHead(tv.features[_CONV5_RELU + 1], tv.avgpool, tv.classifier, num_classes)
 
 
-@register("alexnet_gap")
+#: torchvision arch, weights entry, builder kwargs of the weights (`Source`)
+_ALEXNET = ("alexnet", "AlexNet_Weights.IMAGENET1K_V1", ())
+
+
+@register(
+    "alexnet_gap", label="AlexNet", weights=Source(*_ALEXNET, sequential_map(_CONV5_RELU, None))
+)
 def alexnet_gap(num_classes: int, pool: str = "avg", **kw) -> AlexNetGAP:
     return AlexNetGAP(num_classes, pool=pool, **kw)
 
 
-@register("alexnet_star_gap")
+# conv5 (features.10) is replaced by a 384-unit conv: removed
+@register(
+    "alexnet_star_gap",
+    label="AlexNet*",
+    weights=Source(*_ALEXNET, sequential_map(_CONV4_RELU, None)),
+)
 def alexnet_star_gap(num_classes: int, pool: str = "avg", **kw) -> AlexNetStarGAP:
     return AlexNetStarGAP(num_classes, pool=pool, **kw)
 
 
-@register("alexnet")
+@register(
+    "alexnet",
+    label="AlexNet (unmodified)",
+    weights=Source(*_ALEXNET, sequential_map(_CONV5_RELU, "head.classifier.")),
+)
 def alexnet(num_classes: int, pool: str = "avg", **kw) -> AlexNet:
     """``pool`` is accepted and ignored: the head is AlexNet's own fully connected one."""
     return AlexNet(num_classes, pool=pool, **kw)

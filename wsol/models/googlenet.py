@@ -20,6 +20,7 @@ from torchvision.models import googlenet as tv_googlenet
 
 from wsol.models.base import PooledLinearHead, WSOLNet
 from wsol.models.registry import register
+from wsol.models.weights import Source, module_map
 
 _TRUNK_4E = (
     "conv1", "maxpool1", "conv2", "conv3", "maxpool2", "inception3a", "inception3b",
@@ -97,11 +98,25 @@ class GoogLeNet(WSOLNet):
         self.head = PooledLinearHead(1024, num_classes, pool=pool, dropout=dropout)
 
 
-@register("googlenet_gap")
+#: torchvision builds GoogLeNet with its auxiliary classifiers for the ImageNet weights
+_GOOGLENET = (
+    "googlenet",
+    "GoogLeNet_Weights.IMAGENET1K_V1",
+    (("aux_logits", True), ("init_weights", False)),
+)
+
+
+@register(
+    "googlenet_gap", label="GoogLeNet", weights=Source(*_GOOGLENET, module_map(_TRUNK_4E, None))
+)
 def googlenet_gap(num_classes: int, pool: str = "avg", **kw) -> GoogLeNetGAP:
     return GoogLeNetGAP(num_classes, pool=pool, **kw)
 
 
-@register("googlenet")
+@register(
+    "googlenet",
+    label="GoogLeNet (unmodified)",
+    weights=Source(*_GOOGLENET, module_map(_TRUNK_5B, "head.fc.")),
+)
 def googlenet(num_classes: int, pool: str = "avg", **kw) -> GoogLeNet:
     return GoogLeNet(num_classes, pool=pool, **kw)

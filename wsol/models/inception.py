@@ -40,6 +40,7 @@ from wsol.models.base import PooledLinearHead, WSOLNet
 from wsol.models.googlenet import _TransformInput
 from wsol.models.registry import register
 from wsol.models.vgg import new_conv
+from wsol.models.weights import Source, module_map
 
 
 class _InceptionBStride1(nn.Module):
@@ -101,6 +102,22 @@ class InceptionV3GAP(WSOLNet):
         self.head = PooledLinearHead(cam_channels, num_classes, pool=pool, dropout=dropout)
 
 
-@register("inceptionv3_gap")
+#: torchvision's modules kept (under ``features.``), the rest of its state dict is removed
+_KEPT = (
+    "Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "Conv2d_3b_1x1", "Conv2d_4a_3x3",
+    "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d", "Mixed_6e",
+)  # fmt: skip
+
+
+@register(
+    "inceptionv3_gap",
+    label="Inception-v3",
+    weights=Source(
+        "inception_v3",
+        "Inception_V3_Weights.IMAGENET1K_V1",
+        (("aux_logits", True), ("init_weights", False)),
+        module_map(_KEPT, None),
+    ),
+)
 def inceptionv3_gap(num_classes: int, pool: str = "avg", **kw) -> InceptionV3GAP:
     return InceptionV3GAP(num_classes, pool=pool, **kw)

@@ -94,6 +94,6 @@ class NIN(WSOLNet):
         self.head = PooledLinearHead(num_classes, num_classes, pool=pool, linear=False)
 
 
-@register("nin")
+@register("nin", label="NIN", weights=None)  # no torchvision weights: model.weights=PATH
 def nin(num_classes: int, pool: str = "avg", **kw) -> NIN:
     return NIN(num_classes, pool=pool, **kw)

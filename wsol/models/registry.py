@@ -1,51 +1,112 @@
 """The registry behind ``model=NAME``: each network file registers its builders, and
 `build_model` (the ``_target_`` of every ``conf/model/*.yaml``) constructs one by name.
 
-Adding a network is a new file in `wsol/models/` with an ``@register("name")`` builder,
-its import in `_NETWORK_MODULES`, and a ``conf/model/name.yaml``: no branch anywhere.
+A network is one file plus one yaml:
+
+- ``wsol/models/<file>.py`` with a builder decorated with
+  ``@register("name", label="Display name", weights=Source(...))``: ``label`` is the name
+  figures and tables show (default: ``name``); ``weights`` the torchvision network its
+  ImageNet weights come from and how their keys map (`wsol.models.weights.Source`), or
+  None when there are none. The file is found by itself: every module of the
+  ``wsol.models`` package except the infrastructure (`_INFRASTRUCTURE`) is imported, and
+  an error in one is raised, never skipped;
+- ``conf/model/name.yaml``: a one-line comment, ``defaults: [/_model_base@_here_, _self_]``
+  (what every model shares, in ``conf/_model_base.yaml``) and the network's own settings
+  (``name``, ``input_size``, ``head_lr_mult`` and its builder's keyword arguments).
+
+The tests ask for a case of every registered network in ``tests/models/zoo_cases.py``.
+
+No list, dict or branch anywhere else names the network.
 """
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from wsol.errors import WSOLError
 
-_REGISTRY: dict[str, Callable] = {}
-_NETWORK_MODULES = (
-    "wsol.models.googlenet",
-    "wsol.models.vgg",
-    "wsol.models.alexnet",
-    "wsol.models.nin",
-    "wsol.models.resnet",
-    "wsol.models.inception",
-    "wsol.models.tiny",
-)
+if TYPE_CHECKING:
+    from wsol.models.weights import Source
+
+#: modules of ``wsol.models`` that define no network (everything else is imported)
+_INFRASTRUCTURE = frozenset({"base", "module", "registry", "weights"})
 
 
-def register(name: str) -> Callable[[Callable], Callable]:
+@dataclass(frozen=True)
+class Network:
+    """A registered network: its builder, display label and torchvision weight source."""
+
+    name: str
+    builder: Callable
+    label: str
+    weights: Source | None
+
+
+_REGISTRY: dict[str, Network] = {}
+_loaded = False
+
+
+def register(
+    name: str, *, label: str | None = None, weights: Source | None = None
+) -> Callable[[Callable], Callable]:
+    """Register the decorated builder as network ``name`` (see the module doc)."""
+
     def deco(builder: Callable) -> Callable:
-        if name in _REGISTRY and _REGISTRY[name] is not builder:
+        if name in _REGISTRY and _REGISTRY[name].builder is not builder:
             raise ValueError(f"model {name!r} registered twice")
-        _REGISTRY[name] = builder
+        _REGISTRY[name] = Network(name, builder, label or name, weights)
         return builder
 
     return deco
 
 
+def network_modules() -> list[str]:
+    """The modules of the ``wsol.models`` package that hold networks."""
+    import wsol.models as package
+
+    return sorted(
+        f"{package.__name__}.{m.name}"
+        for m in pkgutil.iter_modules(package.__path__)
+        if not m.ispkg and not m.name.startswith("_") and m.name not in _INFRASTRUCTURE
+    )
+
+
 def _load_all() -> None:
-    for mod in _NETWORK_MODULES:
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as e:  # a network file not written yet
-            if e.name != mod:
-                raise
+    global _loaded
+    if _loaded:
+        return
+    for mod in network_modules():
+        importlib.import_module(mod)
+    _loaded = True
 
 
 def available() -> list[str]:
     _load_all()
     return sorted(_REGISTRY)
+
+
+def network_label(name: str) -> str:
+    """The display label of network ``name`` (``name`` itself when it has none)."""
+    _load_all()
+    entry = _REGISTRY.get(name)
+    return entry.label if entry is not None else name
+
+
+def weight_source(name: str) -> Source | None:
+    """The torchvision weight source of network ``name`` (None: it has none)."""
+    _load_all()
+    entry = _REGISTRY.get(name)
+    return entry.weights if entry is not None else None
+
+
+def weight_sources() -> dict[str, Source]:
+    """Network name -> its torchvision weight source, for the networks that have one."""
+    _load_all()
+    return {n: e.weights for n, e in sorted(_REGISTRY.items()) if e.weights is not None}
 
 
 def build_model(
@@ -75,7 +136,7 @@ def build_model(
         )
     if not isinstance(num_classes, int) or num_classes < 1:
         raise WSOLError(f"model.num_classes must be a positive integer, got {num_classes!r}")
-    net = _REGISTRY[name](num_classes=num_classes, pool=pool, **kwargs)
+    net = _REGISTRY[name].builder(num_classes=num_classes, pool=pool, **kwargs)
     net.name = name
     net.input_size = int(input_size or net.default_input_size)
     net.mean = tuple(float(m) for m in mean)

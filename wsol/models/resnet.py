@@ -18,6 +18,7 @@ from torchvision.models import resnet50 as tv_resnet50
 
 from wsol.models.base import PooledLinearHead, WSOLNet
 from wsol.models.registry import register
+from wsol.models.weights import Source, module_map
 
 _TRUNK = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
 
@@ -37,6 +38,12 @@ class ResNet50GAP(WSOLNet):
         self.head = PooledLinearHead(2048, num_classes, pool=pool, dropout=dropout)
 
 
-@register("resnet50_gap")
+@register(
+    "resnet50_gap",
+    label="ResNet-50",
+    weights=Source(
+        "resnet50", "ResNet50_Weights.IMAGENET1K_V1", (), module_map(_TRUNK, "head.fc.")
+    ),
+)
 def resnet50_gap(num_classes: int, pool: str = "avg", **kw) -> ResNet50GAP:
     return ResNet50GAP(num_classes, pool=pool, **kw)

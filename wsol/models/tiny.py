@@ -33,6 +33,6 @@ class TinyGAP(WSOLNet):
         self.head = PooledLinearHead(4 * w, num_classes, pool=pool)
 
 
-@register("tiny_gap")
+@register("tiny_gap", label="tiny", weights=None)
 def tiny_gap(num_classes: int, pool: str = "avg", **kw) -> TinyGAP:
     return TinyGAP(num_classes, pool=pool, **kw)

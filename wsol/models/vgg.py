@@ -24,6 +24,7 @@ from torchvision.models import vgg16 as tv_vgg16
 
 from wsol.models.base import PooledLinearHead, WSOLNet
 from wsol.models.registry import register
+from wsol.models.weights import Source, sequential_map
 
 #: index of conv5_3's ReLU in torchvision's ``vgg16().features`` (30 is pool5)
 _CONV5_3_RELU = 29
@@ -99,12 +100,20 @@ class VGG16(WSOLNet):
         self.head = FCHead(tv.features[_CONV5_3_RELU + 1], tv.avgpool, tv.classifier, num_classes)
 
 
-@register("vgg16_gap")
+#: torchvision arch, weights entry, builder kwargs of the weights (`Source`)
+_VGG16 = ("vgg16", "VGG16_Weights.IMAGENET1K_V1", ())
+
+
+@register("vgg16_gap", label="VGGnet", weights=Source(*_VGG16, sequential_map(_CONV5_3_RELU, None)))
 def vgg16_gap(num_classes: int, pool: str = "avg", **kw) -> VGG16GAP:
     return VGG16GAP(num_classes, pool=pool, **kw)
 
 
-@register("vgg16")
+@register(
+    "vgg16",
+    label="VGGnet (unmodified)",
+    weights=Source(*_VGG16, sequential_map(_CONV5_3_RELU, "head.classifier.")),
+)
 def vgg16(num_classes: int, pool: str = "avg", **kw) -> VGG16:
     """``pool`` is accepted and ignored: the head is VGG16's own fully connected one."""
     return VGG16(num_classes, pool=pool, **kw)

@@ -11,7 +11,7 @@
     ``torchvision.models.vgg16().state_dict()``): mapped as below.
   The two are told apart by which key set the file shares more keys with.
 - ``pretrained=True``: torchvision's ImageNet weights for the source network (the
-  ``IMAGENET1K_V1`` entry), read from the torch hub cache
+  `Source` the network registered with, its ``IMAGENET1K_V1`` entry), read from the torch hub cache
   (``torch.hub.get_dir()/checkpoints/<file name of the weights' URL>``, i.e.
   ``$TORCH_HOME/hub/checkpoints``), downloaded there first where the machine has a
   network. Without network and cache: a `WSOLError` naming the file, the folder and the URL.
@@ -44,6 +44,7 @@ import torch
 from torch import nn
 
 from wsol.errors import WSOLError
+from wsol.models.registry import weight_source
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,9 @@ _DOWNLOAD_TIMEOUT_S = 60
 
 @dataclass(frozen=True)
 class Source:
-    """The torchvision network a model is cut from and how its keys map onto the model."""
+    """The torchvision network a model is cut from and how its keys map onto the model;
+    given by the network's file as ``@register(name, weights=Source(...))`` (None: the
+    network has no torchvision weights)."""
 
     arch: str  #: torchvision builder name (``torchvision.models.<arch>``)
     weights: str  #: attribute path of the weights entry in ``torchvision.models``
@@ -85,7 +88,7 @@ def _index(key: str) -> int:
     return int(key.split(".")[1])
 
 
-def _sequential_map(last: int, classifier: str | None) -> Callable[[str], str | None]:
+def sequential_map(last: int, classifier: str | None) -> Callable[[str], str | None]:
     """VGG/AlexNet: ``features.<i>`` kept for ``i <= last``; ``classifier.*`` moved under
     ``classifier`` (a prefix such as ``head.classifier.``) or removed (None)."""
 
@@ -99,7 +102,7 @@ def _sequential_map(last: int, classifier: str | None) -> Callable[[str], str | 
     return map_key
 
 
-def _module_map(kept: tuple[str, ...], fc: str | None) -> Callable[[str], str | None]:
+def module_map(kept: tuple[str, ...], fc: str | None) -> Callable[[str], str | None]:
     """ResNet/Inception/GoogLeNet: top-level modules in ``kept`` go under ``features.``,
     ``fc.*`` to ``fc`` (e.g. ``head.fc.``) or removed, everything else removed."""
 
@@ -112,56 +115,6 @@ def _module_map(kept: tuple[str, ...], fc: str | None) -> Callable[[str], str | 
         return None
 
     return map_key
-
-
-_GOOGLENET_4E = (
-    "conv1", "conv2", "conv3", "inception3a", "inception3b", "inception4a", "inception4b",
-    "inception4c", "inception4d", "inception4e",
-)  # fmt: skip
-_INCEPTION_6E = (
-    "Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "Conv2d_3b_1x1", "Conv2d_4a_3x3",
-    "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d", "Mixed_6e",
-)  # fmt: skip
-_RESNET = ("conv1", "bn1", "layer1", "layer2", "layer3", "layer4")
-
-#: model name -> its torchvision source; models not listed (nin, tiny_gap) have none
-SOURCES: dict[str, Source] = {
-    "vgg16_gap": Source("vgg16", "VGG16_Weights.IMAGENET1K_V1", (), _sequential_map(29, None)),
-    "vgg16": Source(
-        "vgg16", "VGG16_Weights.IMAGENET1K_V1", (), _sequential_map(29, "head.classifier.")
-    ),
-    "alexnet_gap": Source(
-        "alexnet", "AlexNet_Weights.IMAGENET1K_V1", (), _sequential_map(11, None)
-    ),
-    # conv5 (features.10) is replaced by a 384-unit conv: removed
-    "alexnet_star_gap": Source(
-        "alexnet", "AlexNet_Weights.IMAGENET1K_V1", (), _sequential_map(9, None)
-    ),
-    "alexnet": Source(
-        "alexnet", "AlexNet_Weights.IMAGENET1K_V1", (), _sequential_map(11, "head.classifier.")
-    ),
-    "resnet50_gap": Source(
-        "resnet50", "ResNet50_Weights.IMAGENET1K_V1", (), _module_map(_RESNET, "head.fc.")
-    ),
-    "inceptionv3_gap": Source(
-        "inception_v3",
-        "Inception_V3_Weights.IMAGENET1K_V1",
-        (("aux_logits", True), ("init_weights", False)),
-        _module_map(_INCEPTION_6E, None),
-    ),
-    "googlenet_gap": Source(
-        "googlenet",
-        "GoogLeNet_Weights.IMAGENET1K_V1",
-        (("aux_logits", True), ("init_weights", False)),
-        _module_map(_GOOGLENET_4E, None),
-    ),
-    "googlenet": Source(
-        "googlenet",
-        "GoogLeNet_Weights.IMAGENET1K_V1",
-        (("aux_logits", True), ("init_weights", False)),
-        _module_map((*_GOOGLENET_4E, "inception5a", "inception5b"), "head.fc."),
-    ),
-}
 
 
 @cache
@@ -187,7 +140,7 @@ def _first_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {first}" if first else type(e).__name__
 
 
-def _diagnose(path: Path, e: BaseException) -> str:
+def describe_load_error(path: Path, e: BaseException) -> str:
     """What is wrong with a file ``torch.load(weights_only=True)`` refused, in words."""
     try:
         with open(path, "rb") as fh:
@@ -228,7 +181,9 @@ def read_state_dict(path: str | os.PathLike, label: str | None = None) -> dict[s
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # unpickling, zip, EOF and I/O errors: say which, in one line
-        raise WSOLError(f"{what}: cannot be read as a state dict: {_diagnose(p, e)}") from e
+        raise WSOLError(
+            f"{what}: cannot be read as a state dict: {describe_load_error(p, e)}"
+        ) from e
     if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
         sd = dict(obj["state_dict"])
         net_keys = [k for k in sd if isinstance(k, str) and k.startswith("net.")]
@@ -324,7 +279,10 @@ def _optional(key: str) -> bool:
     return key.endswith("num_batches_tracked")
 
 
-def _load_own(net: nn.Module, name: str, sd: dict[str, torch.Tensor], where: str) -> None:
+def load_own_weights(net: nn.Module, name: str, sd: dict[str, torch.Tensor], where: str) -> None:
+    """Load a wsol state dict into ``net`` strictly: every missing, unexpected or
+    mis-shaped key is listed in one `WSOLError` naming ``where`` (only BatchNorm's
+    ``num_batches_tracked`` may be absent)."""
     target = net.state_dict()
     missing = [k for k in target if k not in sd and not _optional(k)]
     unexpected = [k for k in sd if k not in target]
@@ -430,7 +388,7 @@ def load_pretrained(
 ) -> None:
     """Load ``weights`` (a local state dict) or, with ``pretrained``, torchvision's
     ImageNet weights into ``net`` (the network ``name``), strictly; see the module doc."""
-    source = SOURCES.get(name)
+    source = weight_source(name)
     if weights:
         if pretrained:
             log.info(
@@ -442,7 +400,7 @@ def load_pretrained(
         if _looks_torchvision(net, source, sd):
             _load_torchvision(net, name, source, sd, where)
         else:
-            _load_own(net, name, sd, where)
+            load_own_weights(net, name, sd, where)
         return
     if not pretrained:
         return
@@ -458,4 +416,13 @@ def load_pretrained(
     _load_torchvision(net, name, source, sd, str(path))
 
 
-__all__ = ["SOURCES", "Source", "cached_weights_path", "load_pretrained", "read_state_dict"]
+__all__ = [
+    "Source",
+    "cached_weights_path",
+    "describe_load_error",
+    "load_own_weights",
+    "load_pretrained",
+    "module_map",
+    "read_state_dict",
+    "sequential_map",
+]
