@@ -143,17 +143,15 @@ def test_gradcam_layer_in_head_uses_features():
 @pytest.mark.parametrize(
     ("layer", "modes"),
     [
-        (
-            "features.1.conv1",
-            [True, False],
-        ),  # inside the block: falls back to replicating the input
-        ("features.1.bn", [True, False]),
+        ("features.1.conv1", [False]),  # inside the block: the input is replicated
+        ("features.1.bn", [False]),
         ("features.1", [True]),  # the block's output: replicated at the layer
         ("features.0.3", [True]),  # before the block: the block sees replicated rows only
     ],
 )
 def test_gradcam_residual_layers(layer, modes, monkeypatch):
-    """Layers inside a residual block meet the un-replicated batch after them: exact anyway."""
+    """Layers inside a residual block would meet the un-replicated batch after them: the
+    place of the layer decides to replicate the input instead, exact anyway."""
     net = make(ResidualNet)
     x = images(3)
     classes = torch.tensor([[0, 1, 2], [3, 3, 1], [1, 0, 2]])

@@ -21,11 +21,10 @@ bounds the memory (the activations of ``max_batch`` images); the default, 64, su
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from wsol.errors import WSOLError
 from wsol.localize.base import Localizer
-from wsol.localize.hooks import autograd_on, frozen_for_grad, plain, unique_pairs
+from wsol.localize.hooks import plain, unique_pairs
 
 
 class Backprop(Localizer):
@@ -33,40 +32,25 @@ class Backprop(Localizer):
 
     name = "backprop"
     needs_grad = True
+    needs_images = True
 
     def __init__(self, max_batch: int = 64):
         if int(max_batch) < 1:
             raise WSOLError(f"localizer.max_batch must be a positive integer, got {max_batch!r}")
         self.max_batch = int(max_batch)
 
-    def __call__(
-        self,
-        net: nn.Module,
-        images: torch.Tensor,
-        features: torch.Tensor | None,
-        classes: torch.Tensor,
-    ) -> torch.Tensor:
-        if net is None or images is None:
-            raise WSOLError("localizer=backprop needs the network and the images")
-        if images.ndim != 4:
-            raise ValueError(f"images must be (B, C, H, W), got shape {tuple(images.shape)}")
-        classes = classes.to(device=images.device, dtype=torch.long)
-        if classes.ndim != 2 or classes.shape[0] != images.shape[0]:
-            raise ValueError(
-                f"classes {tuple(classes.shape)} do not match images {tuple(images.shape)}"
-            )
+    def maps(self, net, images, features, classes) -> torch.Tensor:
         b, j = classes.shape
         h, w = images.shape[2:]
-        with frozen_for_grad(net), autograd_on():
-            rows, cols, inverse = unique_pairs(plain(classes))
-            out = torch.empty((rows.numel(), h, w), dtype=torch.float32, device=images.device)
-            x_all = plain(images)
-            for start in range(0, rows.numel(), self.max_batch):
-                r, c = rows[start : start + self.max_batch], cols[start : start + self.max_batch]
-                x = x_all.index_select(0, r).requires_grad_(True)
-                logits = net(x)
-                score = logits.gather(1, c[:, None]).sum()
-                (grad,) = torch.autograd.grad(score, x)
-                out[start : start + r.numel()] = grad.abs().amax(dim=1).float()
-                del x, logits, score, grad
-            return out[inverse.reshape(-1)].reshape(b, j, h, w)
+        rows, cols, inverse = unique_pairs(plain(classes))
+        out = torch.empty((rows.numel(), h, w), dtype=torch.float32, device=images.device)
+        x_all = plain(images)
+        for start in range(0, rows.numel(), self.max_batch):
+            r, c = rows[start : start + self.max_batch], cols[start : start + self.max_batch]
+            x = x_all.index_select(0, r).requires_grad_(True)
+            logits = net(x)
+            score = logits.gather(1, c[:, None]).sum()
+            (grad,) = torch.autograd.grad(score, x)
+            out[start : start + r.numel()] = grad.abs().amax(dim=1).float()
+            del x, logits, score, grad
+        return out[inverse.reshape(-1)].reshape(b, j, h, w)

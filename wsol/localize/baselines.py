@@ -12,19 +12,11 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import nn
 
 from wsol.errors import WSOLError
 from wsol.localize.base import Localizer
 
 __all__ = ["CenterGaussian", "FullImage"]
-
-
-def _batch(images: torch.Tensor | None, classes: torch.Tensor) -> tuple[int, int, torch.device]:
-    if classes.ndim != 2:
-        raise ValueError(f"classes must be (B, J), got shape {tuple(classes.shape)}")
-    device = images.device if isinstance(images, torch.Tensor) else classes.device
-    return int(classes.shape[0]), int(classes.shape[1]), device
 
 
 def _check_size(size) -> int:
@@ -69,15 +61,9 @@ class CenterGaussian(Localizer):
         g = torch.exp(-(u[:, None] ** 2 + u[None, :] ** 2) / (2 * self.sigma**2))
         return g.float()
 
-    def __call__(
-        self,
-        net: nn.Module | None,
-        images: torch.Tensor | None,
-        features: torch.Tensor | None,
-        classes: torch.Tensor,
-    ) -> torch.Tensor:
-        b, j, device = _batch(images, classes)
-        return self.grid(device).expand(b, j, self.size, self.size)
+    def maps(self, net, images, features, classes) -> torch.Tensor:
+        b, j = classes.shape
+        return self.grid(classes.device).expand(b, j, self.size, self.size)
 
 
 class FullImage(Localizer):
@@ -105,12 +91,6 @@ class FullImage(Localizer):
         g[0, 0] = 0.0
         return g
 
-    def __call__(
-        self,
-        net: nn.Module | None,
-        images: torch.Tensor | None,
-        features: torch.Tensor | None,
-        classes: torch.Tensor,
-    ) -> torch.Tensor:
-        b, j, device = _batch(images, classes)
-        return self.grid(device).expand(b, j, self.size, self.size)
+    def maps(self, net, images, features, classes) -> torch.Tensor:
+        b, j = classes.shape
+        return self.grid(classes.device).expand(b, j, self.size, self.size)

@@ -25,10 +25,14 @@ network, e.g. ``features.28``):
   before the layer is recorded by autograd, and the distinct images run up to the layer
   once), and passes a copy of it on (so that an in-place op after the layer, such as
   ``ReLU(inplace=True)``, cannot change the leaf); the rest of the network scores the
-  rows and one backward pass gives every row's gradient. A layer inside a multi-branch
-  block (a residual sum, an inception concat) meets a tensor of the un-replicated batch
-  after it; the shape error that follows makes the localizer replicate the *input*
-  instead (one row per pair through the whole network: exact, costlier), from then on.
+  rows and one backward pass gives every row's gradient. That is exact only where the
+  rest of the network sees the layer's output alone, which is decided from the layer's
+  place (`chains_to`): a module reached from ``features`` or ``head`` through
+  ``nn.Sequential`` containers only. A layer inside a multi-branch block (a residual
+  sum, an inception concat, a custom head) would meet a tensor of the un-replicated
+  batch after it, so there the *input* (the images, or the features for a layer of the
+  head) is replicated instead: one row per pair through the whole network, exact and
+  costlier.
   The hook raises an error when the layer does not output (B, K, h, w) maps or runs
   more than once in a forward pass (e.g. a ReLU module shared within a ResNet block).
   When the layer is part of ``net.head`` and ``features`` is given, only the head runs.
@@ -54,13 +58,35 @@ from torch import nn
 
 from wsol.errors import WSOLError
 from wsol.localize.base import Localizer
-from wsol.localize.hooks import autograd_on, forward_hook, frozen_for_grad, plain, unique_pairs
+from wsol.localize.hooks import forward_hook, plain, unique_pairs
 
 
 def _weighted(grads: torch.Tensor, acts: torch.Tensor) -> torch.Tensor:
     """``ReLU(sum_k mean_ij(grads_k) acts_k)`` over the channel dimension (-3)."""
     alpha = grads.mean(dim=(-2, -1), keepdim=True)
     return torch.relu((alpha * acts).sum(dim=-3))
+
+
+def chains_to(net: nn.Module, name: str) -> bool:
+    """Whether the output of module ``name`` reaches the logits only through the modules
+    after it in a chain: ``name`` is ``features...`` or ``head...`` of a network that
+    runs ``head(features(x))`` (the `WSOLNet` forward), and every container between is
+    an ``nn.Sequential`` running its children in order. A module inside a multi-branch
+    block (a residual sum, an inception concat) does not: the block also uses its input."""
+    from wsol.models.base import WSOLNet
+
+    if not isinstance(net, WSOLNet) or any(
+        getattr(type(net), f) is not getattr(WSOLNet, f)
+        for f in ("forward", "forward_features", "forward_head")
+    ):
+        return False
+    first, *rest = name.split(".")
+    node = getattr(net, first, None) if first in ("features", "head") else None
+    for part in rest:
+        if not isinstance(node, nn.Sequential) or type(node).forward is not nn.Sequential.forward:
+            return False
+        node = node._modules.get(part)
+    return node is not None
 
 
 class GradCAM(Localizer):
@@ -98,30 +124,15 @@ class GradCAM(Localizer):
                 f"{getattr(net, 'name', type(net).__name__)} (its last modules: {hint})"
             ) from None
 
-    def __call__(
-        self,
-        net: nn.Module,
-        images: torch.Tensor,
-        features: torch.Tensor | None,
-        classes: torch.Tensor,
-    ) -> torch.Tensor:
-        if net is None:
-            raise WSOLError("localizer=gradcam needs the network")
+    def maps(self, net, images, features, classes) -> torch.Tensor:
         module = self.resolve(net)
-        if features is None and images is None:
-            raise WSOLError("localizer=gradcam needs the images or their features")
-        device = (features if features is not None else images).device
-        classes = classes.to(device=device, dtype=torch.long)
-        if classes.ndim != 2:
-            raise ValueError(f"classes must be (B, J), got shape {tuple(classes.shape)}")
-        with frozen_for_grad(net), autograd_on():
-            classes = plain(classes)
-            if module is getattr(net, "gradcam_layer", None):
-                if features is None:
-                    with torch.no_grad():
-                        features = net.forward_features(plain(images))
-                return self._from_features(net, plain(features), classes)
-            return self._from_layer(net, module, images, features, classes)
+        classes = plain(classes)
+        if module is getattr(net, "gradcam_layer", None):
+            if features is None:
+                with torch.no_grad():
+                    features = net.forward_features(plain(images))
+            return self._from_features(net, plain(features), classes)
+        return self._from_layer(net, module, images, features, classes)
 
     # ---- the default layer: backward through the head only ---------------------------------
     def _from_features(
@@ -158,20 +169,11 @@ class GradCAM(Localizer):
             raise WSOLError(f"localizer=gradcam with layer={self.layer!r} needs the images")
         else:
             run, source = net, plain(images)
-        at_layer = True
+        # replicate at the layer only where nothing after it sees the un-replicated batch
+        at_layer = chains_to(net, self.layer)
 
         def chunk(r: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-            nonlocal at_layer
-            if at_layer:
-                try:
-                    return self._layer_chunk(run, module, source, r, c, at_layer=True)
-                except WSOLError:
-                    raise
-                except (RuntimeError, ValueError):
-                    # a branch after the layer meets a tensor of the un-replicated batch (a
-                    # residual sum, a concat): replicate the input instead, from now on
-                    at_layer = False
-            return self._layer_chunk(run, module, source, r, c, at_layer=False)
+            return self._layer_chunk(run, module, source, r, c, at_layer=at_layer)
 
         return self._by_pairs(classes, chunk, self.layer_max_batch)
 
