@@ -61,3 +61,19 @@ def run_cli(
         timeout=timeout,
         env=e,
     )
+
+
+def evaluate_here(args: list[str], capsys) -> tuple[int, str]:
+    """``python -m wsol.evaluate ARGS`` in this process (as the CLI runs it after composing):
+    (exit code, stderr)."""
+    from wsol.cli import guard
+    from wsol.evaluate import evaluate
+
+    capsys.readouterr()
+    cfg = compose_config(args, config_name="evaluate")
+    try:
+        guard(evaluate, cfg, args)
+        code = 0
+    except SystemExit as e:
+        code = int(e.code)
+    return code, capsys.readouterr().err

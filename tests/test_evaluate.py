@@ -16,9 +16,7 @@ import pytest
 import torch
 
 from tests.conftest import SHARED_DATA
-from tests.helpers import TINY, compose_config, run_cli
-from wsol.cli import guard
-from wsol.evaluate import evaluate
+from tests.helpers import TINY, compose_config, evaluate_here, run_cli
 from wsol.protocols.reference import (
     reference_box_correct,
     reference_pxap,
@@ -107,18 +105,6 @@ def metrics_of(out: Path) -> dict:
 def last_line(text: str) -> str:
     lines = text.strip().splitlines()
     return lines[-1] if lines else ""
-
-
-def evaluate_here(args: list[str], capsys) -> tuple[int, str]:
-    """The job in this process (as the CLI runs it after composing): (exit code, stderr)."""
-    capsys.readouterr()
-    cfg = compose_config(args, config_name="evaluate")
-    try:
-        guard(evaluate, cfg, args)
-        code = 0
-    except SystemExit as e:
-        code = int(e.code)
-    return code, capsys.readouterr().err
 
 
 # ---- mode 2: score maps on disk ----------------------------------------------------------
@@ -489,6 +475,31 @@ def test_checkpoint_gives_the_run_metrics_and_exported_maps_round_trip(tiny_run,
     for key in BOX_KEYS:
         assert again[key] == got[key], key
         assert again[f"{key}_threshold" if key != "maxboxacc_v2" else key] is not None
+
+
+def test_export_with_val_thresholds_writes_only_the_test_maps(tiny_run, tmp_path, capsys):
+    """val_thresholds=true scores val first on a copy of the protocols: that copy must
+    not export the val split's maps into the folder (only the test split's)."""
+    ckpt = tiny_run / "checkpoints" / "last.ckpt"
+    export = tmp_path / "exported"
+    data = [a for a in TINY if not a.startswith("model=")]
+    code, err = evaluate_here(
+        [
+            *data,
+            f"ckpt={ckpt}",
+            "protocol=wsolevaluation",
+            "val_thresholds=true",
+            f"export_scoremaps={export}",
+            f"paths.output_dir={tmp_path / 'eval'}",
+        ],
+        capsys,
+    )
+    assert code == 0, err[-3000:]
+    got = metrics_of(tmp_path / "eval")
+    assert "val_maxboxacc" in got  # the val pass ran
+    files = sorted(f.relative_to(export).as_posix() for f in export.rglob("*.npy"))
+    assert got["exported_scoremaps"] == len(files) == 24
+    assert all(f.startswith("synthetic/test/") for f in files), files[:3]
 
 
 def test_checkpoint_errors_name_the_file(tiny_run, tmp_path, capsys):

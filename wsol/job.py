@@ -17,6 +17,7 @@ from wsol.io import check_writable
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "finish",
     "precision_record",
     "rank",
     "resolve_output_dir",
@@ -108,3 +109,19 @@ def run_identity(cfg: DictConfig, localizer_name: str) -> dict:
         "localizer": localizer_name,
         "seed": int(cfg.seed),
     }
+
+
+def finish(cfg: DictConfig, out: Path, metrics: dict, started: float, title: str) -> dict:
+    """The last step of `wsol.run` and `wsol.evaluate` (process 0): the machine and the
+    total time recorded, ``out/metrics.json`` written (atomically, after every other
+    output, so a failed run leaves the previous one intact), the table printed."""
+    import time
+
+    from wsol.report.metrics import format_table, write_metrics
+    from wsol.report.tables import machine_summary
+
+    metrics["total_seconds"] = round(time.time() - started, 1)
+    metrics["machine"] = machine_summary(cfg.trainer.get("accelerator"))
+    write_metrics(out / "metrics.json", metrics)
+    print(format_table(metrics, title=title))
+    return metrics

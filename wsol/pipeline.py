@@ -21,6 +21,7 @@ from wsol.errors import WSOLError
 from wsol.evaluation import EvalModule
 from wsol.io import write_csv, write_text
 from wsol.job import (
+    finish,
     precision_record,
     resolve_output_dir,
     resolve_precision,
@@ -28,8 +29,7 @@ from wsol.job import (
     selected_protocols,
 )
 from wsol.models.module import AtomicCheckpointIO, CheckpointOnSigterm, ClassifierModule, StepSeed
-from wsol.report.metrics import format_table, read_metrics, write_metrics
-from wsol.report.tables import machine_summary
+from wsol.report.metrics import read_metrics
 from wsol.report.wandb import log_run as log_run_to_wandb
 
 log = logging.getLogger(__name__)
@@ -164,17 +164,10 @@ def train_and_evaluate(cfg: DictConfig) -> dict:
         return metrics
     metrics.update(run_identity(cfg, localizer.name))
     metrics["train_seconds"] = round(train_time, 1)
-    metrics["total_seconds"] = round(time.time() - t0, 1)
-    metrics["machine"] = machine_summary(cfg.trainer.get("accelerator"))
     metrics.update(precision_record(cfg, training))
-    write_metrics(out / "metrics.json", metrics)
+    title = f"\n{cfg.model.name} pool={cfg.pool.name} on {metrics['data']} (test split): {out}"
+    finish(cfg, out, metrics, t0, title)
     log_run_to_wandb(logger, cfg, out, metrics)  # logger=wandb: config, cams.png, predictions
-    print(
-        format_table(
-            metrics,
-            title=f"\n{cfg.model.name} pool={cfg.pool.name} on {metrics['data']} (test split): {out}",
-        )
-    )
     return metrics
 
 
@@ -200,7 +193,7 @@ def evaluate_network(
     if cfg.get("val_thresholds") and protocols:
         # choose each protocol's operating thresholds on val, report test at them
         val_module = EvalModule(
-            net, localizer, {k: p.clone() for k, p in protocols.items()}, output_dir=None
+            net, localizer, {k: p.val_copy() for k, p in protocols.items()}, output_dir=None
         )
         eval_trainer.test(val_module, dataloaders=dm.eval_dataloader("val"), verbose=False)
         for name, p in protocols.items():

@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 import wsol  # noqa: F401
 from wsol.cli import guard, precheck_overrides
 from wsol.pipeline import build_data
-from wsol.report.figures import GT_COLOR, _draw_box, denormalize, save_figure
+from wsol.report.figures import GT_COLOR, _draw_box, image_at_size, save_figure
 
 
 def draw_samples(cfg: DictConfig) -> Path:
@@ -37,13 +37,7 @@ def draw_samples(cfg: DictConfig) -> Path:
         if i >= min(n, len(dm_eval)):
             continue
         r = dm_eval[i]
-        h, w = r["size"]
-        import torch.nn.functional as F
-
-        img = F.interpolate(
-            r["image"][None].float(), size=(h, w), mode="bilinear", align_corners=False
-        )[0].numpy()
-        ax.imshow(denormalize(img, dm.mean, dm.std))
+        ax.imshow(image_at_size(r["image"], r["size"], dm.mean, dm.std))
         if r.get("mask") is not None:
             ax.contour(r["mask"] == 1, levels=[0.5], colors="white", linewidths=0.6)
         for b in r["boxes"].reshape(-1, 4).numpy():

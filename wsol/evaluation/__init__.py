@@ -1,5 +1,7 @@
-"""Evaluation: `EvalModule` (a trained network's localization in Lightning's test loop)
-and the modes of ``python -m wsol.evaluate`` (`wsol.evaluation.modes`).
+"""Evaluation: the scoring step every evaluation shares (`scoring`), `EvalModule` (a
+trained network's localization in Lightning's test loop, `module`), the modes of
+``python -m wsol.evaluate`` (`modes`), the checkpoint loader (`checkpoint`), the
+score-map export (`export`) and the score-map reader (`scoremaps`).
 
 Names are loaded on first use, so importing the package (or the score-map modes) does
 not import Lightning."""
@@ -8,13 +10,28 @@ from __future__ import annotations
 
 import importlib
 
-__all__ = ["EvalModule", "evaluate", "merged_curves", "read_checkpoint"]
+__all__ = [
+    "EvalModule",
+    "MetadataAnnotations",
+    "ScoremapExport",
+    "evaluate",
+    "load_network",
+    "load_scoremap",
+    "merged_curves",
+    "read_checkpoint",
+    "score_batch",
+]
 
 _WHERE = {
     "EvalModule": "wsol.evaluation.module",
     "merged_curves": "wsol.protocols.metric",
     "evaluate": "wsol.evaluation.modes",
-    "read_checkpoint": "wsol.evaluation.modes",
+    "read_checkpoint": "wsol.evaluation.checkpoint",
+    "load_network": "wsol.evaluation.checkpoint",
+    "MetadataAnnotations": "wsol.evaluation.scoremaps",
+    "load_scoremap": "wsol.evaluation.scoremaps",
+    "ScoremapExport": "wsol.evaluation.export",
+    "score_batch": "wsol.evaluation.scoring",
 }
 
 

@@ -14,24 +14,18 @@ import logging
 from collections.abc import Mapping
 from pathlib import Path
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from wsol.evaluation.scoring import image_rows, score_batch
 from wsol.localize.base import Localizer
-from wsol.protocols.cam2016 import cam2016_box
 from wsol.protocols.classification import ClassificationMetric
 from wsol.protocols.metric import merged_curves
-from wsol.report.figures import cam_grid, denormalize
+from wsol.report.figures import cam_grid, cam_sample
 from wsol.report.predictions import PredictionWriter
 
 log = logging.getLogger(__name__)
-
-
-def _box_str(box) -> str:
-    return " ".join(f"{float(v):g}" for v in np.asarray(box).reshape(-1))
 
 
 class EvalModule(pl.LightningModule):
@@ -49,9 +43,7 @@ class EvalModule(pl.LightningModule):
         super().__init__()
         self.net = net
         self.localizer = localizer
-        self.localize = bool(protocols) and (
-            getattr(net, "has_cam", False) or localizer.name != "cam"
-        )
+        self.localize = bool(protocols) and localizer.can_localize(net)
         if protocols and not self.localize:
             log.warning(
                 "model %s has no CAM and localizer=cam: reporting classification metrics only "
@@ -94,29 +86,11 @@ class EvalModule(pl.LightningModule):
             )
         cls_result = self.classification.score(logits.detach(), labels)
         self.classification.update(cls_result)
-        rows = [
-            {
-                "index": int(i),
-                "id": image_id,
-                "label": int(y),
-                "pred_class": int(top[0]),
-                "top5": " ".join(str(int(c)) for c in top),
-                "gt_boxes": ";".join(_box_str(b) for b in boxes),
-            }
-            for i, image_id, y, top, boxes in zip(
-                batch["index"].tolist(),
-                batch["id"],
-                labels.tolist(),
-                classes[:, 1:].tolist(),
-                batch["boxes"],
-            )
-        ]
-        if maps is not None:
-            for protocol in self.protocols.values():
-                result = protocol.score(maps, classes, batch)
-                protocol.update(result)
-                for row, extra in zip(rows, protocol.rows(result)):
-                    row.update(extra)
+        rows = (
+            score_batch(self.protocols, maps, classes, batch)
+            if maps is not None
+            else image_rows(batch, classes)
+        )
         if self._writer is not None:
             self._writer.write(rows)
         if maps is not None and len(self._samples) < self.figure_images:
@@ -127,28 +101,15 @@ class EvalModule(pl.LightningModule):
         for b in range(classes.shape[0]):
             if len(self._samples) >= self.figure_images:
                 return
-            h, w = (int(v) for v in batch["size"][b])
-            image = batch["image"][b].detach().float().cpu()
-            image = F.interpolate(image[None], size=(h, w), mode="bilinear", align_corners=False)[
-                0
-            ].numpy()
-            cam = F.interpolate(
-                maps[b : b + 1, 1:2].float().cpu(),
-                size=(h, w),
-                mode="bilinear",
-                align_corners=False,
-            )[0, 0].numpy()
-            box = cam2016_box(cam)
-            lo, hi = float(cam.min()), float(cam.max())
-            cam01 = (cam - lo) / (hi - lo) if hi > lo else np.zeros_like(cam)
+            sample = cam_sample(batch["image"][b], maps[b, 1], batch["size"][b], mean, std)
             pred, label = int(classes[b, 1]), int(batch["label"][b])
             mark = "ok" if pred == label else f"gt {self._class_name(label)}"
             self._samples.append(
                 {
-                    "image": denormalize(image, mean, std),
-                    "cam": cam01,
+                    "image": sample["image"],
+                    "cam": sample["cam"],
                     "gt_boxes": batch["boxes"][b].numpy(),
-                    "pred_box": box,
+                    "pred_box": sample["box"],
                     "caption": f"{self._class_name(pred)} ({mark})",
                 }
             )

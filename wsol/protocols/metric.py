@@ -143,6 +143,14 @@ class ProtocolMetric(Metric):
     def rows(self, result: dict[str, Any]) -> list[dict[str, Any]]:
         return []
 
+    def val_copy(self) -> ProtocolMetric:
+        """A copy with the same settings and empty states, for the val pass that chooses
+        operating thresholds (``val_thresholds=true``). A protocol with side effects
+        (files it writes) turns them off here."""
+        copy = self.clone()
+        copy.reset()
+        return copy
+
     def score_and_update(self, maps, classes, batch) -> dict[str, Any]:
         """`score` then `update`; returns the result (for `rows`)."""
         result = self.score(maps, classes, batch)

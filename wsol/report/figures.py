@@ -23,6 +23,36 @@ def denormalize(image: np.ndarray, mean: Sequence[float], std: Sequence[float]) 
     return np.clip(img, 0.0, 1.0)
 
 
+def image_at_size(image, size: tuple[int, int], mean, std) -> np.ndarray:
+    """A normalised (3, h, w) input tensor bilinearly resized to the image's ``size``
+    (H, W) and denormalised: (H, W, 3) in [0, 1], for drawing."""
+    import torch.nn.functional as F
+
+    t = image.detach().float().cpu()[None]
+    t = F.interpolate(t, size=tuple(int(v) for v in size), mode="bilinear", align_corners=False)
+    return denormalize(t[0].numpy(), mean, std)
+
+
+def cam_sample(image, cam, size: tuple[int, int], mean, std) -> dict[str, np.ndarray]:
+    """What a CAM figure draws for one image: the image at its ``size`` (`image_at_size`),
+    the (h, w) map ``cam`` bilinearly resized to it and min-max normalised to [0, 1]
+    (``"cam"``), and the paper's box of the resized map (20% of its max, the largest
+    component; ``"box"``)."""
+    import torch.nn.functional as F
+
+    from wsol.protocols.cam2016 import cam2016_box
+
+    m = cam.detach().float().cpu()[None, None]
+    m = F.interpolate(m, size=tuple(int(v) for v in size), mode="bilinear", align_corners=False)
+    m = m[0, 0].numpy()
+    lo, hi = float(m.min()), float(m.max())
+    return {
+        "image": image_at_size(image, size, mean, std),
+        "cam": (m - lo) / (hi - lo) if hi > lo else np.zeros_like(m),
+        "box": cam2016_box(m),
+    }
+
+
 def _draw_box(ax, box, color: str, lw: float = 1.5) -> None:
     x0, y0, x1, y1 = (float(v) for v in box)
     ax.add_patch(
