@@ -6,8 +6,9 @@ Right", CVPR 2020).
 
 - ``image_ids.txt``: one image path per line, relative to ``root`` (the record's ``id``);
 - ``class_labels.txt``: ``path,label`` (0-based);
-- ``image_sizes.txt``: ``path,width,height`` (optional: OpenImages has none; the size is
-  then read from the image);
+- ``image_sizes.txt``: ``path,width,height`` (optional; OpenImages30k's release ships
+  it empty, which reads as absent: the size then comes from the image, or from the
+  masks where no image is read);
 - ``localization.txt``: boxes ``path,x0,y0,x1,y1`` (one line per box, integer pixels,
   scored by wsolevaluation as inclusive boxes, so the suite box is
   ``[x0, y0, x1 + 1, y1 + 1]``), or for OpenImages masks ``path,mask_png,ignore_png``
@@ -187,12 +188,13 @@ def read_metadata(
         split=split, folder=folder, kind=kind, ids=ids, id_lines=id_lines, labels=labels
     )
 
-    # image_sizes.txt (optional)
+    # image_sizes.txt (optional; OpenImages30k's release ships it empty: no sizes)
     sizes_file = folder / "image_sizes.txt"
-    if sizes_file.exists():
+    size_rows = read_lines(sizes_file) if sizes_file.exists() else []
+    if size_rows:
         sizes: list[tuple[int, int] | None] = [None] * len(ids)
         size_line = [0] * len(ids)
-        for n, line in read_lines(sizes_file):
+        for n, line in size_rows:
             image_id, ws, hs = fields(sizes_file, n, line, ",", 3, "path,width,height")
             i = lookup(sizes_file, n, image_id)
             if sizes[i] is not None:
@@ -348,9 +350,9 @@ class WSOLMetadataDataset(AnnotatedImages):
                 "data.dataset.mask_root",
                 "the folder the mask paths of localization.txt are relative to",
             )
-        if ann.sizes is None and self.root is None:
+        if ann.sizes is None and self.root is None and ann.masks is None:
             raise WSOLError(
-                f"{ann.file('image_sizes.txt')} does not exist, so image sizes come from the images: "
+                f"{ann.file('image_sizes.txt')} is missing or empty, so image sizes come from the images: "
                 "set data.dataset.root to the image folder"
             )
         self.ann = ann
@@ -408,6 +410,9 @@ class WSOLMetadataDataset(AnnotatedImages):
     def _size(self, k: int, index: int) -> tuple[int, int]:
         if self.ann.sizes is not None:
             return self.ann.sizes[k]
+        if self.root is None and self.ann.masks is not None:  # no image read: the mask's size
+            src = self.ann.mask_sources[k]
+            return header_size(inside(self.mask_root, self.ann.masks[k][0], src), src)
         return header_size(self.image_path(index), self._source(k))
 
     def _mask(self, k: int) -> tuple[np.ndarray, list[np.ndarray]]:
