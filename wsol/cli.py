@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -34,31 +33,52 @@ GROUPS = (
 
 
 def options(group: str) -> list[str]:
-    """The choices of a config group: the yaml files in conf/<group>/."""
-    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+    """The choices of a config group: the yaml files in conf/<group>/ (a name starting
+    with ``_`` is a shared base, not a choice)."""
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml") if not p.stem.startswith("_"))
 
 
-def _values(value: str) -> list[str]:
-    value = value.strip()
-    if value.startswith("[") and value.endswith("]"):
-        value = value[1:-1]
-    if re.match(r"^(choice|range|glob)\(", value):  # sweep functions: leave to Hydra
+def _parsed(argv: list[str]) -> list:
+    """Hydra's own parse of the command line's overrides (``[]`` where Hydra would refuse
+    the syntax: Hydra reports that itself). Flags such as ``--help`` are skipped."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    parser = OverridesParser.create()
+    try:
+        return parser.parse_overrides([a for a in argv if not a.startswith("-")])
+    except HydraException:
         return []
-    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _choices(override) -> list:
+    """The values an override sets (one, a list, or a choice sweep's); none for a
+    deletion, a glob or a range, which Hydra expands itself."""
+    from hydra.core.override_parser.types import ChoiceSweep, Glob
+
+    if override.is_delete():
+        return []
+    value = override.value()
+    if isinstance(value, Glob):
+        return []
+    if isinstance(value, ChoiceSweep):
+        return [v for item in value.list for v in (item if isinstance(item, list) else [item])]
+    if override.is_sweep_override():
+        return []
+    return value if isinstance(value, list) else [value]
 
 
 def check_overrides(argv: list[str]) -> None:
     """Raise WSOLError for an unknown choice of a config group in ``argv``."""
-    for arg in argv:
-        m = re.match(r"^[+~]*([a-z_]+)=(.*)$", arg)
-        if not m or m.group(1) not in GROUPS:
+    for o in _parsed(argv):
+        group = o.key_or_group
+        if group not in GROUPS or o.package:
             continue
-        group, raw = m.groups()
         valid = options(group)
-        for v in _values(raw):
-            if v not in valid and v != "null":
+        for v in _choices(o):
+            if v is not None and str(v) not in valid:
                 raise WSOLError(
-                    f"unknown {group} {v!r}; valid: {', '.join(valid)} (set {group}=NAME)"
+                    f"unknown {group} {str(v)!r}; valid: {', '.join(valid)} (set {group}=NAME)"
                 )
 
 
@@ -88,13 +108,12 @@ def check_output_dir(argv: list[str]) -> None:
 
     if any(a in ("-h", "--help", "--hydra-help", "-c", "--cfg", "-i", "--info") for a in argv):
         return  # Hydra only prints: nothing is written
-    for arg in argv:
-        m = re.match(r"^paths\.output_dir=(.*)$", arg.strip())
-        if not m:
+    for o in _parsed(argv):
+        if o.key_or_group != "paths.output_dir" or o.is_sweep_override() or o.is_delete():
             continue
-        value = m.group(1).strip().strip("'\"")
-        # sweeps, interpolations and null are left to the job
-        if value and value != "null" and not re.search(r"[,${}()\[\]]", value):
+        value = o.value()
+        # interpolations and null are left to the job
+        if isinstance(value, str) and value and "${" not in value:
             check_writable(value)
 
 
