@@ -1,6 +1,7 @@
 """Studies (`wsol.study`): a tiny two-run study end to end (runs, skips, reruns only what
 is missing, tables and figures), partial and empty tables, and every study file of
-experiments/ loads and expands."""
+experiments/ loads and expands. The study file's schema and the experiment configs:
+tests/study/."""
 
 from __future__ import annotations
 
@@ -24,9 +25,15 @@ def _tiny_study(folder: Path) -> Path:
     study = {
         "title": "Tiny GAP vs GMP",
         "data": "synthetic, 48 px",
-        "common": [o for o in TINY if not o.startswith("model=")] + ["model=tiny_gap"],
         "seeds": [0],
-        "sweeps": [{"name": "cam", "sweep": {"pool": ["avg", "max"]}, "fixed": ["localizer=cam"]}],
+        # no experiment config: the tiny settings are the sweep's own overrides
+        "sweeps": [
+            {
+                "name": "cam",
+                "sweep": {"pool": ["avg", "max"]},
+                "fixed": ["localizer=cam", *TINY],
+            }
+        ],
         "metrics": {"cls_top1_err": "Top-1 cls. err.", "gt_known_loc": "GT-known loc."},
         "rows": [
             {"label": "tiny-GAP", "where": {"pool": "avg"}},
@@ -165,7 +172,7 @@ def test_every_study_file_loads_and_expands(tmp_path):
         for row in study.rows:  # every row has runs
             from wsol.study import matches
 
-            assert any(matches(run, row.get("where") or {}) for run in runs), (f.stem, row["label"])
+            assert any(matches(run, row.where) for run in runs), (f.stem, row.label)
     assert counts["gap_vs_gmp"] == 8 * 2 * 3 + 2 * 3
     assert counts["cam2016_table2"] == 12
 
@@ -193,7 +200,7 @@ def test_bad_study_files_are_one_line_errors(tmp_path):
 
 def test_only_launches_the_selected_runs(tmp_path, monkeypatch):
     """--only cuts each sweep's multirun to the selected runs; the plan is unchanged."""
-    import wsol.study as study_mod
+    import wsol.study.launching as study_mod
 
     study = load_study(REPO / "experiments" / "gap_vs_gmp.yaml")
     _, runs_dir = resolve_paths(study, tmp_path)

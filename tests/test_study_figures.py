@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from wsol.report.study_figures import box_sentence, box_size_verdicts, box_stats
+from wsol.study.boxes import box_sentence, box_size_verdicts, box_stats
 
 
 def test_box_stats_iou_and_area_ratio_by_hand():

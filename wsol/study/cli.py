@@ -1,0 +1,131 @@
+"""``python -m wsol.study experiments/NAME.yaml [--dry-run | --tables-only] ...``"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from wsol.cli import CONF_DIR, check_overrides, fail
+from wsol.errors import WSOLError
+from wsol.study.launching import check_env, launch, parse_only, sweep_command
+from wsol.study.plan import Run, drift, expand_runs, refresh, resolve_paths
+from wsol.study.spec import Study, load_study
+from wsol.study.tables import display, write_outputs
+
+REPO = CONF_DIR.parent
+
+
+def study_path(arg: str) -> Path:
+    """A study file's path: as given, or experiments/NAME.yaml for a bare NAME."""
+    p = Path(arg)
+    if p.suffix not in (".yaml", ".yml") and not p.exists():
+        cand = REPO / "experiments" / f"{arg}.yaml"
+        if cand.is_file():
+            return cand
+    return p
+
+
+def dry_run_report(study: Study, runs: Sequence[Run], runs_dir: Path, launcher, extra) -> str:
+    lines = [
+        f"study {study.name}: {sum(r.done for r in runs)}/{len(runs)} runs finished ({runs_dir})"
+    ]
+    for sweep in study.sweeps:
+        mine = [r for r in runs if r.sweep == sweep.name]
+        lines.append(f"\nsweep {sweep.name}: {sum(r.done for r in mine)}/{len(mine)} finished")
+        for r in mine:
+            fewer, _ = drift(r)
+            state = "done" if r.done else ("started, unfinished" if r.folder.exists() else "to do")
+            if r.done and fewer:
+                state += f" (made without: {' '.join(fewer)})"
+            lines.append(f"  {r.name:<48} {state}")
+        if any(not r.done for r in mine):
+            lines.append(
+                "  would run: "
+                + shlex.join(
+                    ["python", *sweep_command(study, sweep, runs_dir, launcher, extra)[1:]]
+                )
+            )
+    return "\n".join(lines)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m wsol.study",
+        description="Run a study's unfinished runs (Hydra multiruns of wsol.run) and write "
+        "results/NAME.csv, results/NAME.md and its figures.",
+    )
+    p.add_argument("study", help="experiments/NAME.yaml (or NAME)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="list the runs and which are finished; run nothing, write nothing",
+    )
+    mode.add_argument(
+        "--tables-only",
+        action="store_true",
+        help="only rebuild the tables and figures from the finished runs",
+    )
+    p.add_argument("--no-figures", action="store_true", help="tables only, no figures")
+    p.add_argument(
+        "--launcher",
+        default=None,
+        help="a Hydra launcher (adds hydra/launcher=NAME), e.g. submitit_slurm",
+    )
+    p.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2",
+        help="launch only the runs whose model/pool/localizer/data/seed/sweep is one of the "
+        "values (repeatable; e.g. --only seed=0 --only model=googlenet_gap,nin); the table "
+        "still lists every planned run",
+    )
+    p.add_argument(
+        "--results-dir",
+        default=None,
+        help="where NAME.csv/.md and runs/ go (default: results/ beside experiments/)",
+    )
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        help="overrides added to every multirun (trainer=gpu, data roots, launcher settings)",
+    )
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_intermixed_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        study = load_study(study_path(args.study))
+        results_dir, runs_dir = resolve_paths(study, args.results_dir)
+        check_overrides(list(args.overrides))
+        only = parse_only(args.only)
+        runs = expand_runs(study, runs_dir)
+        refresh(runs)
+        if args.dry_run:
+            print(dry_run_report(study, runs, runs_dir, args.launcher, args.overrides))
+            return 0
+        failures: list[str] = []
+        if not args.tables_only:
+            if any(not r.done for r in runs):
+                check_env(study)
+            failures = launch(study, runs, runs_dir, args.launcher, args.overrides, only)
+            refresh(runs)
+        written = write_outputs(study, runs, results_dir, runs_dir, figures=not args.no_figures)
+        print(
+            f"[study {study.name}] {sum(r.done for r in runs)}/{len(runs)} runs finished; wrote "
+            + ", ".join(display(p, results_dir) for p in written),
+            flush=True,
+        )
+        for f in failures:
+            print(f"[study {study.name}] FAILED: {f}", file=sys.stderr, flush=True)
+        return 1 if failures else 0
+    except WSOLError as e:
+        fail(str(e), e.exit_code)
+        return e.exit_code
