@@ -7,10 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
 CONF = REPO / "conf"
 
 #: a run that takes seconds: tiny network, tiny synthetic data, one epoch
@@ -77,3 +79,40 @@ def evaluate_here(args: list[str], capsys) -> tuple[int, str]:
     except SystemExit as e:
         code = int(e.code)
     return code, capsys.readouterr().err
+
+
+def text_lines(path: Path) -> list[str]:
+    """The non-empty lines of a text file (the releases have no final newline)."""
+    return [ln for ln in path.read_text().split("\n") if ln]
+
+
+def released_openimages_subset(tmp_path: Path, n: int = 3) -> tuple[Path, Path, list[str]]:
+    """The first ``n`` test images of the OpenImages release, their lines verbatim (an
+    empty image_sizes.txt included), with mask PNGs written where the lines point."""
+    src = SHARED_DATA / "wsolevaluation-metadata-OpenImages" / "test"
+    ids = text_lines(src / "image_ids.txt")[:n]
+    keep = set(ids)
+    meta = tmp_path / "meta" / "test"
+    meta.mkdir(parents=True)
+    for name in ("image_ids.txt", "class_labels.txt", "localization.txt"):
+        rows = [ln for ln in text_lines(src / name) if ln.split(",")[0] in keep]
+        (meta / name).write_text("\n".join(rows))
+    (meta / "image_sizes.txt").write_bytes(b"")
+    masks = tmp_path / "masks"
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for ln in text_lines(meta / "localization.txt"):
+        image_id, mask, ignore = ln.split(",")
+        h, w = 30 + 2 * ids.index(image_id), 40  # one size per image
+        m = np.zeros((h, w), np.uint8)
+        y, x = rng.integers(0, 15), rng.integers(0, 20)
+        m[y : y + 10, x : x + 12] = 255
+        for rel, arr in (
+            (mask, m),
+            (ignore, np.pad(np.full((4, 4), 255, np.uint8), ((0, h - 4), (0, w - 4)))),
+        ):
+            if rel and not (masks / rel).exists():
+                (masks / rel).parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(arr).save(masks / rel)
+    return meta, masks, ids

@@ -1,6 +1,6 @@
 """``python -m wsol.evaluate``: score localization without training (a checkpoint on a
 data set, score maps from any program, an export of our maps, or a baseline without a
-network; the modes are described in `wsol.evaluation.modes`).
+network; the modes are described in docs/EVALUATE.md).
 
 Thin by design, and light: only Hydra is imported before the config is composed, so
 ``--help`` and config errors answer at once; the mode then imports what it needs

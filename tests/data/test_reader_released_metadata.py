@@ -6,14 +6,12 @@ empty on an image's later lines) give records, a baseline run and a score-map ru
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from tests.conftest import SHARED_DATA
-from tests.helpers import evaluate_here
+from tests.helpers import evaluate_here, released_openimages_subset, text_lines
 from wsol.data.wsol_metadata import DATASETS, WSOLMetadataDataset, read_metadata
 
 RELEASE = {
@@ -38,18 +36,14 @@ needs_release = pytest.mark.skipif(
 )
 
 
-def _lines(path: Path) -> list[str]:
-    return [ln for ln in path.read_text().split("\n") if ln]
-
-
 @needs_release
 @pytest.mark.parametrize(("name", "split", "images", "loc_lines", "sized"), SPLITS)
 def test_every_released_split_reads(name, split, images, loc_lines, sized):
     num_classes, kind = DATASETS[name]
     folder = RELEASE[name] / split
     ann = read_metadata(RELEASE[name], split, num_classes, kind)
-    lines = _lines(folder / "localization.txt")
-    assert len(ann.ids) == images == len(_lines(folder / "image_ids.txt"))
+    lines = text_lines(folder / "localization.txt")
+    assert len(ann.ids) == images == len(text_lines(folder / "image_ids.txt"))
     assert loc_lines is None or len(lines) == loc_lines
     assert ann.labels.min() >= 0 and ann.labels.max() < num_classes
     assert (ann.sizes is not None) == sized
@@ -69,39 +63,9 @@ def test_every_released_split_reads(name, split, images, loc_lines, sized):
     assert len(set(ann.labels.tolist())) == num_classes
 
 
-def _released_openimages_subset(tmp_path: Path, n: int = 3) -> tuple[Path, Path, list[str]]:
-    """The first ``n`` test images of the OpenImages release, their lines verbatim (an
-    empty image_sizes.txt included), with mask PNGs written where the lines point."""
-    src = RELEASE["OpenImages"] / "test"
-    ids = _lines(src / "image_ids.txt")[:n]
-    keep = set(ids)
-    meta = tmp_path / "meta" / "test"
-    meta.mkdir(parents=True)
-    for name in ("image_ids.txt", "class_labels.txt", "localization.txt"):
-        rows = [ln for ln in _lines(src / name) if ln.split(",")[0] in keep]
-        (meta / name).write_text("\n".join(rows))
-    (meta / "image_sizes.txt").write_bytes(b"")
-    masks = tmp_path / "masks"
-    rng = np.random.default_rng(0)
-    for ln in _lines(meta / "localization.txt"):
-        image_id, mask, ignore = ln.split(",")
-        h, w = 30 + 2 * ids.index(image_id), 40  # one size per image
-        m = np.zeros((h, w), np.uint8)
-        y, x = rng.integers(0, 15), rng.integers(0, 20)
-        m[y : y + 10, x : x + 12] = 255
-        for rel, arr in (
-            (mask, m),
-            (ignore, np.pad(np.full((4, 4), 255, np.uint8), ((0, h - 4), (0, w - 4)))),
-        ):
-            if rel and not (masks / rel).exists():
-                (masks / rel).parent.mkdir(parents=True, exist_ok=True)
-                Image.fromarray(arr).save(masks / rel)
-    return meta, masks, ids
-
-
 @needs_release
 def test_openimages_release_records_take_their_size_from_the_masks(tmp_path):
-    meta, masks, ids = _released_openimages_subset(tmp_path)
+    meta, masks, ids = released_openimages_subset(tmp_path)
     ds = WSOLMetadataDataset(
         "test",
         metadata_root=str(meta.parent),
@@ -119,7 +83,7 @@ def test_openimages_release_records_take_their_size_from_the_masks(tmp_path):
 
 @needs_release
 def test_openimages_release_baseline_and_scoremaps_runs(tmp_path, capsys):
-    meta, masks, ids = _released_openimages_subset(tmp_path)
+    meta, masks, ids = released_openimages_subset(tmp_path)
     base = [
         "data=openimages_wsol",
         f"data.dataset.metadata_root={meta.parent}",

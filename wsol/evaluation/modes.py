@@ -1,74 +1,12 @@
-"""The modes of ``python -m wsol.evaluate``: score localization without training.
+"""The modes of ``python -m wsol.evaluate`` (described in one place: docs/EVALUATE.md).
 
-The config is ``conf/evaluate.yaml``: the main job's ``config.yaml`` (its defaults list
-is ``[config, _self_]``, so every group works as in ``wsol.run``: ``data=``,
-``protocol=NAME`` or ``protocol=[A,B]``, ``protocol.cam_curve_interval=0.001``,
-``localizer=``, ``trainer=``, ``paths.output_dir=``) plus the keys that choose the mode:
-``ckpt``, ``scoremaps``, ``metadata``, ``masks``, ``export_scoremaps`` (and
-``batch_size``, ``num_workers`` for the readers of modes 2 and 4). ``--help`` lists the
-groups and the modes.
-
-1. **A checkpoint on a data set**::
-
-       python -m wsol.evaluate ckpt=RUN/checkpoints/last.ckpt data=cub_wsol \\
-           data.dataset.root=IMAGES data.dataset.metadata_root=METADATA \\
-           protocol=[cam2016,wsolevaluation] [localizer=gradcam] paths.output_dir=OUT
-
-   The checkpoint (written by ``wsol.run``; read with ``torch.load(weights_only=True)``)
-   carries its model config in ``hyper_parameters["model"]``; the network is rebuilt from
-   it and its ``net.*`` weights are loaded strictly, so ``model=`` need not be given: a
-   ``model=``, ``model.KEY=`` or ``pool=`` that contradicts the checkpoint is an error,
-   as is a data set with another number of classes. Then the main job's evaluation
-   (`wsol.pipeline.evaluate_network`) writes ``OUT/metrics.json``, ``predictions.csv``,
-   ``curves.csv`` and ``cams.png``: the numbers of the training run's own evaluation.
-
-2. **Score maps made by any program** (wsolevaluation's layout)::
-
-       python -m wsol.evaluate scoremaps=DIR metadata=DIR masks=DIR \\
-           protocol=wsolevaluation protocol.cam_curve_interval=0.01 paths.output_dir=OUT
-
-   ``scoremaps`` holds ``<image_id>.npy`` for every image id of the metadata, the id
-   verbatim with its extension and folders (``001.Black_footed_Albatross/
-   Black_Footed_Albatross_0046_18.jpg.npy``): a 224x224 floating array with values in
-   [0, 1] (float16, float32 and float64 are read; any other content is a one-line error
-   naming the file). ``metadata`` is one split's folder of wsolevaluation metadata
-   (``image_ids.txt``, ``class_labels.txt``, ``image_sizes.txt``, ``localization.txt``
-   with boxes ``id,x0,y0,x1,y1`` or masks ``id,mask_png,ignore_png``, the PNGs relative
-   to ``masks``; ``masks=`` only for masks). No image is read. Boxes give MaxBoxAcc and
-   MaxBoxAccV2 (``maxboxacc``, ``maxboxacc_v2``, ``maxboxacc_v2_iou30/50/70``, percent),
-   masks give PxAP (``pxap``; as wsolevaluation scores OpenImages: masks only). Maps are
-   read in batches by ``num_workers`` processes and scored as they come: memory does not
-   grow with the number of maps. Only ``protocol=wsolevaluation`` scores fixed-size
-   score maps; the CAM 2016 protocols need each image's raw map, so selecting them is an
-   error. Writes ``metrics.json``, ``curves.csv`` and ``predictions.csv``.
-
-3. **Export**::
-
-       python -m wsol.evaluate ckpt=PATH data=... export_scoremaps=DIR paths.output_dir=OUT
-
-   Mode 1, and every test image's score map written to ``DIR/<image_id>.npy`` as
-   wsolevaluation makes them (`WSOLEvaluationMetric.make_scoremaps`: the ground-truth
-   class's map resized to 224 bicubically, min-max normalised; float64, so that mode 2
-   on them gives exactly the numbers of mode 1 with ``protocol=wsolevaluation``), each
-   file written atomically. Also works with a baseline (mode 4).
-
-4. **A baseline without a network**::
-
-       python -m wsol.evaluate data=cub_wsol data.dataset.metadata_root=METADATA \\
-           localizer=center protocol=wsolevaluation paths.output_dir=OUT
-
-   ``localizer=center`` or ``localizer=full`` (``needs_network = False``) and no
-   ``ckpt``: the data set's test split is read annotation-only (``load_images=False``
-   for the readers that have it, e.g. ``data.dataset.root`` may stay unset for
-   ``cub_wsol`` when ``image_sizes.txt`` exists; the synthetic data needs no files) and
-   every protocol scores the fixed map. Without a classifier there are no top-1/top-5
-   guesses: only the metrics of the ground-truth class (GT-known, MaxBoxAcc, PxAP, ...)
-   are reported.
-
-In every mode ``paths.output_dir`` (default ``outputs/evaluate/<date_time>``) is checked
-writable before any work; every file is written atomically and only at the end,
-``metrics.json`` last, so a failed run leaves earlier contents of the folder as they
-were. A `WSOLError` ends the run with one line on stderr and exit code 2.
+`evaluate` picks the mode from the config (`_mode`): 1. ``ckpt=`` a checkpoint on a
+data set (`_evaluate_checkpoint`: the main job's evaluation of the rebuilt network);
+2. ``scoremaps=`` score maps on disk (`_evaluate_scoremaps`, maps read by
+`wsol.evaluation.scoremaps`); 3. ``export_scoremaps=`` with mode 1 or 4
+(`wsol.evaluation.export`); 4. a baseline without a network (`_evaluate_baseline`).
+Modes 2 and 4 stream batches through the shared scoring step
+(`wsol.evaluation.scoring`) to ``predictions.csv``; every mode ends with `wsol.job.finish`.
 """
 
 from __future__ import annotations
