@@ -116,3 +116,16 @@ def released_openimages_subset(tmp_path: Path, n: int = 3) -> tuple[Path, Path, 
                 (masks / rel).parent.mkdir(parents=True, exist_ok=True)
                 Image.fromarray(arr).save(masks / rel)
     return meta, masks, ids
+
+
+def openimages_center_args(meta: Path, masks: Path) -> list[str]:
+    """``wsol.evaluate`` overrides of the center baseline on a `released_openimages_subset`."""
+    return [
+        "data=openimages_wsol",
+        f"data.dataset.metadata_root={meta.parent}",
+        f"data.dataset.mask_root={masks}",
+        "data.dataset.val_per_class=0",
+        "localizer=center",
+        "protocol=wsolevaluation",
+        "num_workers=0",
+    ]

@@ -26,6 +26,7 @@ from tests.helpers import (
     TINY,
     compose_config,
     evaluate_here,
+    openimages_center_args,
     released_openimages_subset,
     text_lines,
 )
@@ -93,13 +94,7 @@ def places(tmp_path_factory, tiny_run) -> dict[str, Path]:
     meta, masks, _ = released_openimages_subset(root / "openimages")
     maps = root / "maps"
     code_cfg = [
-        "data=openimages_wsol",
-        f"data.dataset.metadata_root={meta.parent}",
-        f"data.dataset.mask_root={masks}",
-        "data.dataset.val_per_class=0",
-        "localizer=center",
-        "protocol=wsolevaluation",
-        "num_workers=0",
+        *openimages_center_args(meta, masks),
         f"export_scoremaps={maps}",
         f"paths.output_dir={root / 'export_run'}",
     ]

@@ -11,7 +11,12 @@ import numpy as np
 import pytest
 
 from tests.conftest import SHARED_DATA
-from tests.helpers import evaluate_here, released_openimages_subset, text_lines
+from tests.helpers import (
+    evaluate_here,
+    openimages_center_args,
+    released_openimages_subset,
+    text_lines,
+)
 from wsol.data.wsol_metadata import DATASETS, WSOLMetadataDataset, read_metadata
 
 RELEASE = {
@@ -84,15 +89,7 @@ def test_openimages_release_records_take_their_size_from_the_masks(tmp_path):
 @needs_release
 def test_openimages_release_baseline_and_scoremaps_runs(tmp_path, capsys):
     meta, masks, ids = released_openimages_subset(tmp_path)
-    base = [
-        "data=openimages_wsol",
-        f"data.dataset.metadata_root={meta.parent}",
-        f"data.dataset.mask_root={masks}",
-        "data.dataset.val_per_class=0",
-        "localizer=center",
-        "protocol=wsolevaluation",
-        "num_workers=0",
-    ]
+    base = openimages_center_args(meta, masks)
     out = tmp_path / "baseline"
     export = tmp_path / "maps"
     code, err = evaluate_here(

@@ -139,6 +139,15 @@ def _accepts_kind(tp: Any, kind: str) -> bool:
     return kind == "scalar"
 
 
+#: the scalar types of the schema and what a YAML value of each must be (bool is no int)
+_SCALARS = {
+    bool: lambda v: isinstance(v, bool),
+    int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+    float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    str: lambda v: isinstance(v, str),
+}
+
+
 def convert(value: Any, tp: Any, file: str, where: str, hint: str = "") -> Any:
     """``value`` checked against the annotation ``tp`` (containers converted item by
     item, dataclasses built); `WSOLError` naming ``file`` and ``where`` otherwise."""
@@ -169,20 +178,8 @@ def convert(value: Any, tp: Any, file: str, where: str, hint: str = "") -> Any:
         if value is not None:
             raise _fail(file, where, tp, value, hint)
         return None
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise _fail(file, where, tp, value, hint)
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise _fail(file, where, tp, value, hint)
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise _fail(file, where, tp, value, hint)
-        return value
-    if tp is str:
-        if not isinstance(value, str):
+    if tp in _SCALARS:
+        if not _SCALARS[tp](value):
             raise _fail(file, where, tp, value, hint)
         return value
     if get_origin(tp) is Literal:
