@@ -19,29 +19,44 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-POOLS = ("avg", "max")
+POOLS = ("avg", "max", "lse")
+#: log-sum-exp's default sharpness (``pool=lse``, ``pool.r``)
+LSE_R = 10.0
 
 
 class GlobalPool(nn.Module):
-    """Global average (GAP) or global max (GMP) pooling to (B, K)."""
+    """Global pooling of (B, K, h, w) maps to (B, K): average (GAP), max (GMP), or
+    log-sum-exp (Pinheiro & Collobert, CVPR 2015) ``(1/r) log mean_ij exp(r f_ij)``, which
+    tends to the average as ``r -> 0`` and to the max as ``r -> infinity``; computed as
+    ``m + (1/r) log mean exp(r (f - m))`` with ``m`` the max, so no exponential overflows."""
 
-    def __init__(self, pool: str = "avg"):
+    def __init__(self, pool: str = "avg", r: float = LSE_R):
         super().__init__()
         if pool not in POOLS:
             from wsol.errors import WSOLError
 
             raise WSOLError(
-                f"unknown pool {pool!r}; valid: {', '.join(POOLS)} (set pool=avg or pool=max)"
+                f"unknown pool {pool!r}; valid: {', '.join(POOLS)} (set pool=avg, pool=max or pool=lse)"
             )
+        r = float(r)
+        if not (r > 0 and r < float("inf")):
+            from wsol.errors import WSOLError
+
+            raise WSOLError(f"pool.r must be a positive finite number, got {r!r}")
         self.pool = pool
+        self.r = r
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
         if self.pool == "avg":
             return f.mean(dim=(2, 3))
-        return f.amax(dim=(2, 3))
+        if self.pool == "max":
+            return f.amax(dim=(2, 3))
+        m = f.amax(dim=(2, 3), keepdim=True)
+        lse = torch.log(torch.exp(self.r * (f - m)).mean(dim=(2, 3))) / self.r
+        return m[:, :, 0, 0] + lse
 
     def extra_repr(self) -> str:
-        return self.pool
+        return self.pool if self.pool != "lse" else f"lse, r={self.r:g}"
 
 
 class PooledLinearHead(nn.Module):

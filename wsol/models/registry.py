@@ -119,12 +119,14 @@ def build_model(
     mean: Sequence[float] = (0.485, 0.456, 0.406),
     std: Sequence[float] = (0.229, 0.224, 0.225),
     head_lr_mult: float = 1.0,
+    pool_r: float | None = None,
     **kwargs,
 ):
     """Build network ``name`` for ``num_classes`` classes with the global ``pool``.
 
     ``pretrained`` loads torchvision's ImageNet weights into every layer that survives the
     surgery; ``weights`` loads a local state dict (both strict, ``weights_only=True``).
+    ``pool_r`` is the sharpness of ``pool="lse"`` (`wsol.models.base.GlobalPool`).
     ``input_size``, ``mean``, ``std`` and ``head_lr_mult`` are recorded on the network
     (``net.input_size`` ...) so that a checkpoint carries its preprocessing and the
     optimiser knows how fast the new layers train.
@@ -138,6 +140,12 @@ def build_model(
         raise WSOLError(f"model.num_classes must be a positive integer, got {num_classes!r}")
     net = _REGISTRY[name].builder(num_classes=num_classes, pool=pool, **kwargs)
     net.name = name
+    if pool_r is not None:  # pool=lse: every global pool of the network at this sharpness
+        from wsol.models.base import GlobalPool
+
+        for m in net.modules():
+            if isinstance(m, GlobalPool) and m.pool == "lse":
+                m.r = GlobalPool("lse", pool_r).r
     net.input_size = int(input_size or net.default_input_size)
     net.mean = tuple(float(m) for m in mean)
     net.std = tuple(float(s) for s in std)
