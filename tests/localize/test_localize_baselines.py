@@ -77,13 +77,9 @@ def test_full_box_is_the_whole_image(t):
 
 
 def test_full_under_the_protocols_box_rules():
+    from wsol.protocols.box_sweep import levels_for_thresholds, scoremap_to_uint8, threshold_list
     from wsol.protocols.cam2016 import cam2016_box
-    from wsol.protocols.engine import (
-        contour_boxes,
-        levels_for_thresholds,
-        scoremap_to_uint8,
-        threshold_list,
-    )
+    from wsol.protocols.components import contour_boxes
     from wsol.protocols.wsolevaluation import make_scoremap
 
     m = FullImage()(None, None, None, torch.zeros(1, 1, dtype=torch.long))[0, 0]

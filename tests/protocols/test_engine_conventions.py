@@ -1,12 +1,12 @@
 """Hand-computed checks of every convention of wsolevaluation's box scoring, on the
-engine (`wsol.protocols.engine`) and on the plain reference loop."""
+box sweep (`wsol.protocols.box_sweep`) and on the plain reference loop."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from wsol.protocols.engine import (
+from wsol.protocols.box_sweep import (
     _box_bits,
     box_correct_at_thresholds,
     levels_for_thresholds,

@@ -8,16 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from wsol.protocols.engine import (
-    box_correct_at_thresholds,
-    connected_regions,
-    contour_boxes,
-    pxap_edges,
-    pxap_from_histograms,
-    pxap_histograms,
-    region_rects,
-    threshold_list,
-)
+from wsol.protocols.box_sweep import box_correct_at_thresholds, sweep, threshold_list
+from wsol.protocols.components import connected_regions, contour_boxes
+from wsol.protocols.pxap import pxap_edges, pxap_from_histograms, pxap_histograms
 from wsol.protocols.reference import (
     reference_box_correct,
     reference_pxap,
@@ -115,6 +108,23 @@ def test_gt_boxes_near_the_maps_boxes():
         np.testing.assert_array_equal(v1, reference_box_correct(m, gt, thr, [0.5], False)[:, 0])
 
 
+def closed_form_rects(mask: np.ndarray) -> np.ndarray:
+    """The contour rects of a binary mask in the closed form the sweep relies on:
+    8-connected foreground components, plus 4-connected background components off the
+    border grown by one pixel; (n, 4) ``(x, y, w, h)``."""
+    m = np.asarray(mask, dtype=bool)
+    _, _, fb = connected_regions(m, connectivity=2)
+    rects = [(int(b[0]), int(b[1]), int(b[2] - b[0]), int(b[3] - b[1])) for b in fb]
+    if m.any():
+        bl, _, bb = connected_regions(~m, connectivity=1)
+        border = np.unique(np.concatenate([bl[0], bl[-1], bl[:, 0], bl[:, -1]]))
+        for i, b in enumerate(bb):
+            if i + 1 in border:
+                continue
+            rects.append((int(b[0]) - 1, int(b[1]) - 1, int(b[2] - b[0]) + 2, int(b[3] - b[1]) + 2))
+    return np.asarray(rects, dtype=np.int64).reshape(-1, 4)
+
+
 @pytest.mark.parametrize("mode", [cv2.RETR_TREE, cv2.RETR_CCOMP, cv2.RETR_LIST])
 def test_contour_rects_are_components_and_grown_holes(mode):
     rng = np.random.default_rng(5)
@@ -122,8 +132,24 @@ def test_contour_rects_are_components_and_grown_holes(mode):
         h, w = int(rng.integers(1, 30)), int(rng.integers(1, 30))
         mask = rng.random((h, w)) < rng.uniform(0.2, 0.8)
         got = sorted(map(tuple, contour_boxes(mask, mode).tolist()))
-        want = sorted(map(tuple, region_rects(mask).tolist()))
+        want = sorted(map(tuple, closed_form_rects(mask).tolist()))
         assert got == want
+
+
+def test_the_sweep_counts_the_contour_boxes_of_a_mask():
+    """`sweep` at level 0 of a 0/255 map sees the mask's contours: as many, and for every
+    box (wsolevaluation's ``[x, y, min(x + w, W - 1), min(y + h, H - 1)]``) as many
+    contours giving it (IoU 1.0 is reached by an identical box only)."""
+    rng = np.random.default_rng(5)
+    for _ in range(300):
+        h, w = int(rng.integers(1, 30)), int(rng.integers(1, 30))
+        mask = rng.random((h, w)) < rng.uniform(0.2, 0.8)
+        u8 = np.where(mask, np.uint8(255), np.uint8(0))
+        rects = contour_boxes(mask, cv2.RETR_TREE)
+        boxes = [(x, y, min(x + bw, w - 1), min(y + bh, h - 1)) for x, y, bw, bh in rects.tolist()]
+        assert sweep(u8, np.zeros((0, 4)), [1.0]).n_contours[0] == len(boxes)
+        for box in set(boxes):
+            assert sweep(u8, np.array([box]), [1.0]).n_correct[0, 0] == boxes.count(box)
 
 
 def test_pxap_histograms_equal_numpy_histogram():
@@ -177,7 +203,7 @@ def test_v1_area_bounds_decide_most_levels_and_agree_with_cv2_everywhere():
     and on realistic multi-object maps the bounds must decide most of the levels whose
     contours disagree (else the engine falls back to cv2 per level: slow, not wrong)."""
     from wsol.bench.eval_bench import make_realistic_maps
-    from wsol.protocols.engine import _iou_rows, _largest_contour_box, scoremap_to_uint8, sweep
+    from wsol.protocols.box_sweep import _iou_rows, _largest_contour_box, scoremap_to_uint8
 
     maps, gts = make_realistic_maps(24, seed=3)
     rng = np.random.default_rng(5)

@@ -10,7 +10,7 @@ import torch
 
 from wsol.errors import WSOLError
 from wsol.protocols import WSOLEvaluationMetric, check_scoremap
-from wsol.protocols.engine import threshold_list
+from wsol.protocols.box_sweep import threshold_list
 from wsol.protocols.reference import reference_box_correct, reference_pxap_histograms
 from wsol.protocols.wsolevaluation import (
     make_scoremap,

@@ -158,7 +158,7 @@ def _reference_per_map(root: Path, items: list, interval: float) -> tuple[float,
     included, and the accuracies those maps give."""
     import cv2
 
-    from wsol.protocols.engine import threshold_list
+    from wsol.protocols.box_sweep import threshold_list
     from wsol.protocols.reference import reference_box_correct
 
     cv2.setNumThreads(1)

@@ -137,14 +137,9 @@ def run(n_maps: int = 50, seed: int = 0, n_ref_maps: int = 10, repeats: int = 3)
     """Time every row (see the module docstring); the engine on `n_maps` maps, the
     references on the first `n_ref_maps` of them (identity is checked on those)."""
     _single_thread()
+    from wsol.protocols.box_sweep import box_correct_u8, scoremap_to_uint8, threshold_list
     from wsol.protocols.cam2016 import cam2016_box
-    from wsol.protocols.engine import (
-        box_correct_u8,
-        pxap_edges,
-        pxap_histograms,
-        scoremap_to_uint8,
-        threshold_list,
-    )
+    from wsol.protocols.pxap import pxap_edges, pxap_histograms
     from wsol.protocols.reference import (
         reference_box_correct,
         reference_cam2016_box,

@@ -1,5 +1,7 @@
-"""Localization protocols: the box convention, the threshold-sweep engine and one
-torchmetrics metric per protocol (see docs/ARCHITECTURE.md, "Protocols").
+"""Localization protocols: the box convention (`boxes`), the engines (`box_sweep`: the
+threshold sweep of the box metrics; `pxap`: the PxAP histograms; `components`: connected
+regions and contour boxes), the settings' range checks (`settings`) and one torchmetrics
+metric per protocol (see docs/ARCHITECTURE.md, "Protocols").
 
 Pure array code: imports neither Lightning nor `wsol.models` nor `wsol.data`.
 """

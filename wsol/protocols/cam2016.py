@@ -36,8 +36,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from wsol.protocols import settings
 from wsol.protocols.boxes import iou_inclusive, to_inclusive
-from wsol.protocols.engine import connected_regions
+from wsol.protocols.components import connected_regions
 from wsol.protocols.metric import (
     IOU_SCALE,
     ProtocolMetric,
@@ -149,10 +150,10 @@ def score_inputs(maps, classes, batch, protocol: str) -> tuple:
 class Cam2016Metric(ProtocolMetric):
     """CAM 2016, the paper's rule (see the module docstring).
 
-    Args:
-        threshold: keep pixels ``>= threshold * max`` (the paper: 0.2).
+    Args (checked by `wsol.protocols.settings`, named as conf/protocol/cam2016.yaml's keys):
+        threshold: keep pixels ``>= threshold * max``, in (0, 1) (the paper: 0.2).
         connectivity: 1 (4-neighbours) or 2 (8-neighbours), scikit-image's convention.
-        iou_threshold: a box is right at IoU ``>=`` this (0.5).
+        iou_threshold: a box is right at IoU ``>=`` this, in (0, 1] (0.5).
     """
 
     name = "cam2016"
@@ -165,11 +166,11 @@ class Cam2016Metric(ProtocolMetric):
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
-        if connectivity not in (1, 2):
-            raise ValueError(f"cam2016 connectivity must be 1 or 2, got {connectivity}")
-        self.threshold = float(threshold)
-        self.connectivity = int(connectivity)
-        self.iou_threshold = float(iou_threshold)
+        self.threshold = settings.fraction("protocol.cam_threshold", threshold)
+        self.connectivity = settings.one_of(
+            "protocol.connectivity", connectivity, {1: "4-neighbours", 2: "8-neighbours"}
+        )
+        self.iou_threshold = settings.fraction("protocol.loc_iou", iou_threshold, one=True)
         self.add_count("n")
         self.add_count("top1_wrong")
         self.add_count("top5_wrong")

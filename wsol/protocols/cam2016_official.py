@@ -64,13 +64,14 @@ from typing import Any
 import numpy as np
 from numba import njit
 
+from wsol.protocols import settings
 from wsol.protocols.boxes import from_inclusive, iou_inclusive, to_inclusive
 from wsol.protocols.cam2016 import (
     class_columns,
     score_inputs,
     upsample_maps,
 )
-from wsol.protocols.engine import contour_boxes
+from wsol.protocols.components import contour_boxes
 from wsol.protocols.metric import (
     IOU_SCALE,
     ProtocolMetric,
@@ -308,11 +309,9 @@ def official_boxes(
 
 
 def _check_thresholds(thresholds) -> tuple[int, int, int]:
-    t = tuple(int(v) for v in thresholds)
-    if len(t) != 3:
-        raise ValueError(
-            f"cam2016_official needs three thresholds (dt_box th0 th1 th2), got {list(thresholds)}"
-        )
+    """dt_box's three heatmap thresholds: integers in 0..255 (else a `WSOLError`); those
+    dt_box itself ignores fall back to its defaults, with a warning."""
+    t = settings.integers("protocol.official_thresholds", thresholds, 3, 0, 255)
     if not (0 < t[0] < t[1] < t[2] < 255):
         warnings.warn(
             f"dt_box ignores thresholds {list(t)} (it needs 0 < t0 < t1 < t2 < 255) and uses "
@@ -326,10 +325,11 @@ def _check_thresholds(thresholds) -> tuple[int, int, int]:
 class Cam2016OfficialMetric(ProtocolMetric):
     """CAM 2016's released box generator and evaluation (see the module docstring).
 
-    Args:
-        thresholds: dt_box's three heatmap thresholds (0..255).
-        dt_keep: keep pixels whose scaled distance to the background is ``>`` this.
-        iou_threshold: a box is right at IoU ``>=`` this (0.5).
+    Args (checked by `wsol.protocols.settings`, named as conf/protocol/cam2016_official.yaml's
+    keys):
+        thresholds: dt_box's three heatmap thresholds, integers in 0..255.
+        dt_keep: keep pixels whose scaled distance to the background is ``>`` this (0..254).
+        iou_threshold: a box is right at IoU ``>=`` this, in (0, 1] (0.5).
         opencv2_border: zero the 1-pixel image frame before contour tracing, as
             OpenCV 2.x (the release's) did.
     """
@@ -346,8 +346,9 @@ class Cam2016OfficialMetric(ProtocolMetric):
     ):
         super().__init__(**kwargs)
         self.thresholds = _check_thresholds(thresholds)
-        self.dt_keep = int(dt_keep)
-        self.iou_threshold = float(iou_threshold)
+        # scaled distances are 0..255: 255 would keep no pixel of any map
+        self.dt_keep = settings.integer("protocol.official_dt_keep", dt_keep, 0, 254)
+        self.iou_threshold = settings.fraction("protocol.loc_iou", iou_threshold, one=True)
         self.opencv2_border = bool(opencv2_border)
         self.add_count("n")
         self.add_count("top1_wrong")

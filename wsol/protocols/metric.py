@@ -151,12 +151,6 @@ class ProtocolMetric(Metric):
         copy.reset()
         return copy
 
-    def score_and_update(self, maps, classes, batch) -> dict[str, Any]:
-        """`score` then `update`; returns the result (for `rows`)."""
-        result = self.score(maps, classes, batch)
-        self.update(result)
-        return result
-
 
 def merged_curves(protocols):
     """The per-threshold curves of every protocol in ``protocols`` that has them, side by

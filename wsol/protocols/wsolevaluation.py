@@ -9,7 +9,7 @@ made elsewhere (checked by `check_scoremap`; floating dtypes are converted to fl
 
 **Boxes** (``evaluation.py``): thresholds ``np.arange(0, 1, cam_curve_interval)``; at
 each, the boxes of the contours of ``u8 > int(t * u8.max())`` with ``u8 = (map *
-255).astype(uint8)`` (see `wsol.protocols.engine`); GT boxes: suite boxes -> inclusive
+255).astype(uint8)`` (see `wsol.protocols.box_sweep`); GT boxes: suite boxes -> inclusive
 -> ``int(x * resize / width)``, ``int(y * resize / height)`` per coordinate (their
 ``resize_bbox``). A map is right at a threshold when some box has inclusive IoU ``>= T /
 100`` with some GT box. MaxBoxAcc (V1): the largest contour only (``cv2.contourArea``),
@@ -43,16 +43,16 @@ import pandas as pd
 import torch
 
 from wsol.errors import WSOLError
-from wsol.protocols.boxes import to_inclusive
-from wsol.protocols.engine import (
+from wsol.protocols import settings
+from wsol.protocols.box_sweep import (
+    MAX_IOU_THRESHOLDS,
     box_correct_u8,
-    pxap_edges,
-    pxap_from_histograms,
-    pxap_histograms,
     scoremap_to_uint8,
     threshold_list,
 )
+from wsol.protocols.boxes import to_inclusive
 from wsol.protocols.metric import ProtocolMetric, batch_boxes, batch_column, batch_sizes
+from wsol.protocols.pxap import pxap_edges, pxap_from_histograms, pxap_histograms
 
 __all__ = [
     "WSOLEvaluationMetric",
@@ -132,10 +132,13 @@ def _iou_key(t: float) -> str:
 class WSOLEvaluationMetric(ProtocolMetric):
     """MaxBoxAcc, MaxBoxAccV2 and PxAP (see the module docstring).
 
-    Args:
-        cam_curve_interval: threshold step (their ``evaluate_wsol`` defaults to 0.001).
-        iou_thresholds: IoU thresholds of MaxBoxAccV2, in percent.
-        resize: side of the score maps.
+    Args (checked by `wsol.protocols.settings`, named as conf/protocol/wsolevaluation.yaml's
+    keys):
+        cam_curve_interval: threshold step, in (0, 1) (their ``evaluate_wsol`` defaults
+            to 0.001).
+        iou_thresholds: IoU thresholds of MaxBoxAccV2, in percent: 1 to 61 distinct
+            values in (0, 100].
+        resize: side of the score maps, a positive integer.
     """
 
     name = "wsolevaluation"
@@ -148,13 +151,14 @@ class WSOLEvaluationMetric(ProtocolMetric):
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
-        if not 0 < float(cam_curve_interval) < 1:
-            raise WSOLError(f"cam_curve_interval must lie in (0, 1), got {cam_curve_interval}")
-        self.cam_curve_interval = float(cam_curve_interval)
-        self.iou_thresholds = tuple(float(t) for t in iou_thresholds)
-        if not self.iou_thresholds:
-            raise WSOLError("iou_thresholds must not be empty")
-        self.resize = int(resize)
+        self.cam_curve_interval = settings.fraction(
+            "protocol.cam_curve_interval", cam_curve_interval
+        )
+        # one sweep bit is kept for MaxBoxAcc's IoU 50
+        self.iou_thresholds = settings.percents(
+            "protocol.iou_thresholds", iou_thresholds, MAX_IOU_THRESHOLDS - 1
+        )
+        self.resize = settings.integer("protocol.resize_length", resize, 1)
         self.thresholds = threshold_list(self.cam_curve_interval)
         self.edges = pxap_edges(self.thresholds)
         self._operating_thresholds: dict[str, float] | None = None
