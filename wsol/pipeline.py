@@ -116,10 +116,11 @@ def train_and_evaluate(cfg: DictConfig) -> dict:
     resume_from = resume_checkpoint(out) if training and cfg.get("resume") else None
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     resolve_precision(cfg, log_line=training)
-    dm = build_data(cfg)
-    net = build_net(cfg)
+    # settings checked before the data and the network are built
     localizer = instantiate(cfg.localizer)
     protocols = selected_protocols(cfg)
+    dm = build_data(cfg)
+    net = build_net(cfg)
     if rank_zero_only.rank == 0:
         write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 

@@ -67,6 +67,7 @@ def _evaluate_checkpoint(
 ) -> dict:
     path = Path(str(cfg.ckpt)).expanduser()
     what = f"ckpt={path}"
+    protocols = selected_protocols(cfg)  # its settings checked before the checkpoint is read
     model, sd = read_checkpoint(path)
     check_model_overrides(cfg, overrides, model, what)
     adopt_model(cfg, model)
@@ -80,7 +81,6 @@ def _evaluate_checkpoint(
     net = build_network(model, sd, what)
     if resolve_precision(cfg, log_line=False).channels_last:  # as the main job evaluates
         net.to(memory_format=torch.channels_last)
-    protocols = selected_protocols(cfg)
     if export is not None:
         if not localizer.can_localize(net):
             raise WSOLError(

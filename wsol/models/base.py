@@ -36,7 +36,7 @@ class GlobalPool(nn.Module):
             from wsol.errors import WSOLError
 
             raise WSOLError(
-                f"unknown pool {pool!r}; valid: {', '.join(POOLS)} (set pool=avg, pool=max or pool=lse)"
+                f"unknown pool {pool!r}; valid: {', '.join(sorted(POOLS))} (set pool=NAME)"
             )
         r = float(r)
         if not (r > 0 and r < float("inf")):
