@@ -48,10 +48,18 @@ def _train(x, y, steps: int, **init) -> tuple[float, float]:
     return sum(losses[-10:]) / 10, alive
 
 
-def test_default_init_keeps_the_class_maps_alive_and_learning(tiny_synthetic):
+def test_default_init_keeps_the_class_maps_alive(tiny_synthetic):
     net = build_model("nin", num_classes=10)
     assert net.features.cccp8.bias.eq(1.0).all()
     assert net.features.cccp8.weight.std().item() == pytest.approx(0.01, rel=0.1)
+    # the steps in which the Kaiming init dies (below): measured loss 2.27, alive 1.0
+    loss, alive = _train(*tiny_synthetic, steps=30)
+    assert alive > 0.2, alive
+    assert loss < math.log(10) - 0.02, loss
+
+
+@pytest.mark.slow
+def test_default_init_keeps_the_class_maps_alive_and_learning(tiny_synthetic):
     loss, alive = _train(*tiny_synthetic, steps=80)
     assert alive > 0.2, alive
     assert loss < math.log(10) - 0.5, loss  # measured: 1.43
