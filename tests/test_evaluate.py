@@ -348,7 +348,7 @@ def read_cub(n: int | None):
     return ids, keep, sizes, boxes
 
 
-@pytest.mark.parametrize("n", [500, pytest.param(None, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("n", [200, pytest.param(None, marks=pytest.mark.slow)])
 def test_cub_test_metadata_blobs_on_the_boxes_beat_the_center_baseline(tmp_path, capsys, n):
     if not (CUB_TEST / "image_ids.txt").is_file():
         pytest.skip(f"{CUB_TEST} is absent")

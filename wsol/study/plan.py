@@ -15,7 +15,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
@@ -105,7 +105,12 @@ def _where_keys(study: Study) -> set[str]:
 
 
 class _Composer:
-    """Composes run configs with Hydra's compose API (one initialisation for all)."""
+    """Composes run configs with Hydra's compose API (one initialisation for all). A
+    composition is kept for the process (the configs do not change while it runs): the
+    studies that share runs, and every later expansion, get a copy (~20 ms) instead of a
+    new composition (~350 ms)."""
+
+    _cache: ClassVar[dict[tuple[str, ...], Any]] = {}
 
     def __enter__(self):
         from hydra import initialize_config_dir
@@ -122,9 +127,16 @@ class _Composer:
         self._ctx.__exit__(*exc)
 
     def compose(self, overrides: list[str]):
+        import copy
+
         from hydra import compose
 
-        return compose(config_name="config", overrides=overrides, return_hydra_config=True)
+        key = tuple(overrides)
+        if key not in self._cache:
+            self._cache[key] = compose(
+                config_name="config", overrides=list(overrides), return_hydra_config=True
+            )
+        return copy.deepcopy(self._cache[key])
 
 
 def _value(cfg, key: str) -> str | None:
