@@ -21,6 +21,7 @@ CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 GROUPS = (
     "data",
     "model",
+    "method",
     "pool",
     "localizer",
     "protocol",

@@ -43,11 +43,20 @@ def build_data(cfg: DictConfig):
     return dm
 
 
-def build_net(cfg: DictConfig):
-    return instantiate(cfg.model)
+def build_method(cfg: DictConfig):
+    """The training method (``method=NAME``; CAM when the config has none)."""
+    from wsol.methods import Method
+
+    return instantiate(cfg.method) if cfg.get("method") is not None else Method()
 
 
-def build_classifier(cfg: DictConfig, net, steps_per_epoch: int) -> ClassifierModule:
+def build_net(cfg: DictConfig, method=None):
+    """The network of ``cfg.model`` with ``method``'s layers installed."""
+    net = instantiate(cfg.model)
+    return (method or build_method(cfg)).prepare(net)
+
+
+def build_classifier(cfg: DictConfig, net, steps_per_epoch: int, method=None) -> ClassifierModule:
     optim = cfg.optim
     with open_dict(cfg):
         sched = optim.get("scheduler")
@@ -62,6 +71,7 @@ def build_classifier(cfg: DictConfig, net, steps_per_epoch: int) -> ClassifierMo
         label_smoothing=optim.get("label_smoothing", 0.0),
         model_config=OmegaConf.to_container(cfg.model, resolve=True),
         channels_last=bool(cfg.get("channels_last", False)),
+        method=method,
     )
 
 
@@ -119,8 +129,9 @@ def train_and_evaluate(cfg: DictConfig) -> dict:
     # settings checked before the data and the network are built
     localizer = instantiate(cfg.localizer)
     protocols = selected_protocols(cfg)
+    method = build_method(cfg)
     dm = build_data(cfg)
-    net = build_net(cfg)
+    net = build_net(cfg, method)
     if rank_zero_only.rank == 0:
         write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
@@ -147,7 +158,7 @@ def train_and_evaluate(cfg: DictConfig) -> dict:
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()  # no torn checkpoints
         # the schedule's length: batches per epoch of each process
-        module = build_classifier(cfg, net, dm.steps_per_epoch(trainer.world_size))
+        module = build_classifier(cfg, net, dm.steps_per_epoch(trainer.world_size), method)
         if cfg.get("resume") and resume_from is None:
             log.info("resume=true but %s does not exist: training from the start", last)
         elif resume_from is not None:

@@ -158,3 +158,25 @@ def test_resume_takes_the_newest_of_last_and_the_slurm_requeue_checkpoint(tmp_pa
     assert resume_checkpoint(tmp_path) == str(hpc)
     os.utime(last, ns=(3 * 10**18, 3 * 10**18))
     assert resume_checkpoint(tmp_path) == str(last)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["cutmix", "has"])
+def test_killed_run_with_a_method_resumed_equals_the_uninterrupted_run(cli, tmp_path, method):
+    """A method's random draws (CutMix's box and lambda, HaS's squares) come from the
+    step-seeded generator: a run killed mid-training and resumed is the same run."""
+    args = [*RESUME, f"method={method}"]
+    straight = tmp_path / "straight"
+    r = cli.run("wsol.run", [*args, f"paths.output_dir={straight}"])
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = tmp_path / "run"
+    first = out / "checkpoints" / "last.ckpt"
+    r = cli.run(
+        "wsol.run",
+        [*args, f"paths.output_dir={out}"],
+        kill={"when_exists": str(first), "signal": int(signal.SIGKILL), "delay": 0.0},
+    )
+    assert r.killed and not (out / "metrics.json").exists()
+    resumed = cli.run("wsol.run", [*args, f"paths.output_dir={out}", "resume=true"])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert_same_run(straight, out)

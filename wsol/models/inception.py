@@ -65,6 +65,8 @@ class _InceptionBStride1(nn.Module):
 
 
 class InceptionV3GAP(WSOLNet):
+    #: where method=adl puts its layers (wsol/methods/adl.py; wsolevaluation's places)
+    adl_places = ("features.Mixed_5d", "features.Mixed_6e", "features.cam_relu2")
     new_layer_prefixes = ("features.cam_conv1.", "features.cam_conv2.", "head.")
 
     def __init__(

@@ -1,6 +1,7 @@
 """`ClassifierModule`: the LightningModule that trains a network with image labels only.
 
-It owns the loss (cross-entropy), the optimiser and schedule (Hydra ``_partial_``s from
+It owns the loss (cross-entropy, or the training method's: ``method``, a
+`wsol.methods.Method`, also changes the training images), the optimiser and schedule (Hydra ``_partial_``s from
 the ``optim`` group), and the classification metrics logged each epoch. Localization
 scoring is not here: it lives in `wsol.evaluation.EvalModule`, which may import the
 protocols (this package may not).
@@ -35,9 +36,12 @@ class ClassifierModule(pl.LightningModule):
         label_smoothing: float = 0.0,
         model_config: dict | None = None,
         channels_last: bool = False,
+        method: Any = None,
     ):
         super().__init__()
         self.net = net
+        # the training method (wsol.methods.Method: inputs and loss); None: plain CAM
+        self.method = method
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.scheduler_interval = scheduler_interval
@@ -45,7 +49,11 @@ class ClassifierModule(pl.LightningModule):
         self.channels_last = bool(channels_last)
         # plain types only: checkpoints must load with torch.load(weights_only=True)
         self.save_hyperparameters(
-            {"model": dict(model_config or {}), "label_smoothing": self.label_smoothing}
+            {
+                "model": dict(model_config or {}),
+                "label_smoothing": self.label_smoothing,
+                "method": method.config() if method is not None else {"name": "cam"},
+            }
         )
 
     def setup(self, stage: str) -> None:
@@ -59,11 +67,16 @@ class ClassifierModule(pl.LightningModule):
         x = batch["image"]
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        logits = self.net(x).float()
         y = batch["label"]
-        loss = F.cross_entropy(
-            logits, y, label_smoothing=self.label_smoothing if stage == "train" else 0.0
-        )
+        if stage == "train" and self.method is not None:
+            x, target = self.method.inputs(x, y)
+            logits = self.net(x).float()
+            loss = self.method.loss(logits, target, self.label_smoothing)
+        else:
+            logits = self.net(x).float()
+            loss = F.cross_entropy(
+                logits, y, label_smoothing=self.label_smoothing if stage == "train" else 0.0
+            )
         n = y.numel()
         acc = (logits.argmax(1) == y).float().mean()
         on_step = stage == "train"

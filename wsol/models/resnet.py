@@ -24,6 +24,8 @@ _TRUNK = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "laye
 
 
 class ResNet50GAP(WSOLNet):
+    #: where method=adl puts its layers (wsol/methods/adl.py; wsolevaluation's places)
+    adl_places = ("features.layer3.0", "features.layer4.0", "features.layer4.2")
     new_layer_prefixes = ("head.",)
 
     def __init__(self, num_classes: int, pool: str = "avg", dropout: float = 0.0):

@@ -74,6 +74,8 @@ class FCHead(nn.Module):
 
 
 class VGG16GAP(WSOLNet):
+    #: where method=adl puts its layers (wsol/methods/adl.py; wsolevaluation's places)
+    adl_places = ("features.16", "features.22", "features.29")
     new_layer_prefixes = ("features.cam_conv.", "head.")
 
     def __init__(

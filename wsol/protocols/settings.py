@@ -1,4 +1,5 @@
-"""Range checks of the protocol settings, made once, when a protocol is constructed.
+"""Range checks of the protocol (and method) settings, made once, when a protocol or a
+training method is constructed.
 
 Each protocol's constructor checks every setting of its ``conf/protocol/*.yaml`` file
 with one of these helpers, so a bad value stops `wsol.run` or `wsol.evaluate` as soon
@@ -20,7 +21,7 @@ from numbers import Integral, Real
 
 from wsol.errors import WSOLError
 
-__all__ = ["fraction", "integer", "integers", "one_of", "percents"]
+__all__ = ["fraction", "integer", "integers", "one_of", "percents", "probability"]
 
 
 def _show(value) -> str:
@@ -60,6 +61,14 @@ def fraction(key: str, value, *, one: bool = False) -> float:
     x = _real(value)
     if x is None or not (0 < x < 1 or (one and x == 1)):
         raise _fail(key, value, rule)
+    return x
+
+
+def probability(key: str, value) -> float:
+    """A number in [0, 1] (a probability, a share)."""
+    x = _real(value)
+    if x is None or not 0 <= x <= 1:
+        raise _fail(key, value, "must be in [0, 1]")
     return x
 
 
