@@ -165,17 +165,20 @@ def test_adl_draws_one_choice_per_batch():
 def test_adl_is_installed_at_the_networks_places_and_refused_elsewhere():
     from wsol.models import build_model
 
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     for name in ADL.networks:
-        net = ADL(drop_rate=1.0, threshold=0.5).prepare(build_model(name, num_classes=3))
-        assert len(net.adl) == len(net.adl_places) == 3
-        before = set(build_model(name, num_classes=3).state_dict())
-        assert set(net.state_dict()) == before  # no parameters, no state
-        net.eval()
-        x = torch.randn(1, 3, 64, 64)
+        net = build_model(name, num_classes=3).eval()
+        keys = set(net.state_dict())
         with torch.no_grad():
-            plain = build_model(name, num_classes=3)
-            plain.load_state_dict(net.state_dict())
-            torch.testing.assert_close(net.eval()(x), plain.eval()(x))  # identity at test
+            plain = net(x)
+        net = ADL(drop_rate=1.0, threshold=0.5).prepare(net)
+        assert len(net.adl) == len(net.adl_places) == 3
+        assert set(net.state_dict()) == keys  # no parameters, no state
+        with torch.no_grad():
+            torch.testing.assert_close(net.eval()(x), plain)  # identity at test
+            net.train()
+            # training: the masks act (and batch statistics, in the BatchNorm networks)
+            assert not torch.allclose(net(x), plain)
     with pytest.raises(
         WSOLError, match=r"method=adl is not defined on model=tiny_gap; .*vgg16_gap"
     ):
