@@ -28,12 +28,21 @@ class ResNet50GAP(WSOLNet):
     adl_places = ("features.layer3.0", "features.layer4.0", "features.layer4.2")
     new_layer_prefixes = ("head.",)
 
-    def __init__(self, num_classes: int, pool: str = "avg", dropout: float = 0.0):
+    def __init__(
+        self,
+        num_classes: int,
+        pool: str = "avg",
+        dropout: float = 0.0,
+        large_feature_map: bool = False,
+    ):
         super().__init__()
         tv = tv_resnet50(weights=None)
-        first = tv.layer4[0]
-        first.conv2.stride = (1, 1)
-        first.downsample[0].stride = (1, 1)
+        # layer4 at stride 1 (14x14 at 224); large_feature_map: layer3 too (28x28), as
+        # wsolevaluation's --large_feature_map
+        for layer in (tv.layer4, tv.layer3) if large_feature_map else (tv.layer4,):
+            first = layer[0]
+            first.conv2.stride = (1, 1)
+            first.downsample[0].stride = (1, 1)
         self.features = nn.Sequential()
         for n in _TRUNK:
             self.features.add_module(n, getattr(tv, n))

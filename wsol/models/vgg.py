@@ -26,6 +26,8 @@ from wsol.models.base import PooledLinearHead, WSOLNet
 from wsol.models.registry import register
 from wsol.models.weights import Source, sequential_map
 
+#: index of pool4 in torchvision's ``vgg16().features`` (removed by large_feature_map)
+_POOL4 = 23
 #: index of conv5_3's ReLU in torchvision's ``vgg16().features`` (30 is pool5)
 _CONV5_3_RELU = 29
 
@@ -79,10 +81,17 @@ class VGG16GAP(WSOLNet):
     new_layer_prefixes = ("features.cam_conv.", "head.")
 
     def __init__(
-        self, num_classes: int, pool: str = "avg", cam_channels: int = 1024, dropout: float = 0.0
+        self,
+        num_classes: int,
+        pool: str = "avg",
+        cam_channels: int = 1024,
+        dropout: float = 0.0,
+        large_feature_map: bool = False,
     ):
         super().__init__()
         self.features, _ = _trunk()
+        if large_feature_map:  # wsolevaluation's 28x28 VGG: no pool4 (its index kept)
+            self.features[_POOL4] = nn.Identity()
         self.features.add_module("cam_conv", new_conv(512, cam_channels))
         self.features.add_module("cam_relu", nn.ReLU(inplace=True))
         self.head = PooledLinearHead(cam_channels, num_classes, pool=pool, dropout=dropout)
