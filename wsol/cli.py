@@ -39,7 +39,7 @@ def options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml") if not p.stem.startswith("_"))
 
 
-def _parsed(argv: list[str]) -> list:
+def parse_overrides(argv: list[str]) -> list:
     """Hydra's own parse of the command line's overrides (``[]`` where Hydra would refuse
     the syntax: Hydra reports that itself). Flags such as ``--help`` are skipped."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -71,7 +71,7 @@ def _choices(override) -> list:
 
 def check_overrides(argv: list[str]) -> None:
     """Raise WSOLError for an unknown choice of a config group in ``argv``."""
-    for o in _parsed(argv):
+    for o in parse_overrides(argv):
         group = o.key_or_group
         if group not in GROUPS or o.package:
             continue
@@ -109,7 +109,7 @@ def check_output_dir(argv: list[str]) -> None:
 
     if any(a in ("-h", "--help", "--hydra-help", "-c", "--cfg", "-i", "--info") for a in argv):
         return  # Hydra only prints: nothing is written
-    for o in _parsed(argv):
+    for o in parse_overrides(argv):
         if o.key_or_group != "paths.output_dir" or o.is_sweep_override() or o.is_delete():
             continue
         value = o.value()

@@ -10,7 +10,6 @@ from that config and loads the weights strictly (`wsol.models.weights.load_own_w
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,8 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from wsol.cli import CONF_DIR
+from wsol.cli import CONF_DIR, parse_overrides
+from wsol.config import canonical
 from wsol.errors import WSOLError
 from wsol.models.registry import build_model
 from wsol.models.weights import describe_load_error, load_own_weights
@@ -65,36 +65,24 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tens
     return dict(model), sd
 
 
-def _norm(v: Any) -> Any:
-    """A config value in a form that compares equal across list/tuple and int/float."""
-    if isinstance(v, (list, tuple)):
-        return [_norm(x) for x in v]
-    if isinstance(v, bool) or v is None or isinstance(v, str):
-        return v
-    if isinstance(v, (int, float)):
-        return float(v)
-    return v
-
-
 def check_model_overrides(cfg: DictConfig, overrides: list[str], model: Mapping, what: str) -> None:
     """A ``model=``, ``model.KEY=`` or ``pool=`` the user gave that contradicts the
     checkpoint's model config is an error (the checkpoint decides the network)."""
-    for o in overrides:
-        m = re.match(r"^[+~]*(model|pool)((?:\.\w+)*)=(.*)$", o.strip())
-        if not m:
+    for o in parse_overrides(overrides):  # Hydra's own parse of the command line
+        group, _, key = o.key_or_group.partition(".")
+        if group not in ("model", "pool") or o.is_delete() or o.is_sweep_override():
             continue
-        group, sub, value = m.groups()
-        key = sub[1:]
+        value = str(o.value())
         if group == "model" and not key:
-            if value.strip() != str(model["name"]):
+            if value != str(model["name"]):
                 raise WSOLError(
-                    f"{what} holds a {model['name']} network, not model={value.strip()} "
+                    f"{what} holds a {model['name']} network, not model={value} "
                     f"(leave model= out: the checkpoint's own model config is used)"
                 )
         elif group == "pool" and key in ("", "name"):
-            if "pool" in model and value.strip() != str(model["pool"]):
+            if "pool" in model and value != str(model["pool"]):
                 raise WSOLError(
-                    f"{what} holds a {model['name']} network with pool={model['pool']}, not pool={value.strip()}"
+                    f"{what} holds a {model['name']} network with pool={model['pool']}, not pool={value}"
                 )
         elif group == "model":
             head = key.split(".")[0]
@@ -109,7 +97,7 @@ def check_model_overrides(cfg: DictConfig, overrides: list[str], model: Mapping,
             mine: Any = model
             for part in key.split("."):
                 mine = mine.get(part) if isinstance(mine, Mapping) else None
-            if _norm(given) != _norm(mine):
+            if canonical(given) != canonical(mine):
                 raise WSOLError(
                     f"{what}: model.{key}={given!r} contradicts the checkpoint's model.{key}={mine!r} "
                     f"(leave it out: the checkpoint's own model config is used)"

@@ -32,19 +32,18 @@ def hide_patches(
     if grid_size == 0:
         return images
     b, _, h, w = images.shape
-    # the reference's loops: rows from range(0, W, g) clipped at H, columns from
-    # range(0, H, g) clipped at H; the plain grid: rows over H, columns over W
+    # the reference's loops: rows from range(0, W, g), columns from range(0, H, g), both
+    # clipped at H; the plain grid: rows over H, columns over W
     rows_extent, cols_extent = (w, h) if reference_indexing else (h, w)
-    rows_clip, cols_clip = (h, h) if reference_indexing else (h, w)
+    cols_clip = h if reference_indexing else w
     n_rows, n_cols = math.ceil(rows_extent / grid_size), math.ceil(cols_extent / grid_size)
     hidden = torch.rand((b, n_rows, n_cols), device=images.device) <= drop_rate
-    keep = torch.ones((b, h, w), dtype=images.dtype, device=images.device)
-    for i in range(n_rows):
-        r0, r1 = i * grid_size, min(rows_clip, i * grid_size + grid_size)
-        for j in range(n_cols):
-            c0, c1 = j * grid_size, min(cols_clip, j * grid_size + grid_size)
-            if r0 < r1 and c0 < c1:
-                keep[:, r0:r1, c0:c1] *= (~hidden[:, i, j]).to(images.dtype)[:, None, None]
+    # each pixel's square, and whether a square of the loops covers it at all
+    rows, cols = torch.arange(h, device=images.device), torch.arange(w, device=images.device)
+    row_sq, col_sq = rows // grid_size, cols // grid_size
+    covered = (row_sq < n_rows)[:, None] & ((col_sq < n_cols) & (cols < cols_clip))[None, :]
+    hidden_px = hidden[:, row_sq.clamp(max=n_rows - 1)][:, :, col_sq.clamp(max=n_cols - 1)]
+    keep = (~(hidden_px & covered)).to(images.dtype)
     return images * keep[:, None]
 
 

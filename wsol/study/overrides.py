@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import functools
-import json
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+from wsol.config import canonical
 
 #: characters a Hydra override value may hold without quotes (here)
 SAFE_VALUE = re.compile(r"^[A-Za-z0-9_./:@%+\-${}]+$")
@@ -33,24 +34,6 @@ def render_value(v: Any) -> str:
 def override_key(text: str) -> str:
     """The key of ``[+~]key=value`` (without its prefix)."""
     return text.split("=", 1)[0].strip().lstrip("+~")
-
-
-def canonical(value: Any) -> str:
-    """A value in a form that compares equal across int/float, tuple/list and key order
-    (``4`` and ``4.0``; Hydra's ``False`` and YAML's ``false``)."""
-
-    def norm(v: Any) -> Any:
-        if isinstance(v, Mapping):
-            return {str(k): norm(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [norm(x) for x in v]
-        if isinstance(v, bool) or v is None or isinstance(v, str):
-            return v
-        if isinstance(v, (int, float)):
-            return float(v)
-        return str(v)
-
-    return json.dumps(norm(value), sort_keys=True)
 
 
 @functools.lru_cache(maxsize=4096)
