@@ -14,7 +14,7 @@ import hydra
 from omegaconf import DictConfig
 
 import wsol  # noqa: F401  (registers the config resolvers)
-from wsol.cli import guard, precheck_overrides
+from wsol.cli import CONF_DIR, guard, precheck_overrides
 
 
 def evaluate(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
@@ -25,13 +25,18 @@ def evaluate(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
     return run_mode(cfg, overrides)
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="evaluate")
 def main(cfg: DictConfig) -> float | None:
     metrics = guard(evaluate, cfg) or {}
     # the value Hydra sweepers optimise: MaxBoxAccV2 where scored, else GT-known localization
     return metrics.get("maxboxacc_v2", metrics.get("gt_known_loc"))
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The console script (``wsol-evaluate``): the same as ``python -m wsol.evaluate``."""
     precheck_overrides()
     main()
+
+
+if __name__ == "__main__":
+    cli()

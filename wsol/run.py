@@ -11,10 +11,10 @@ import hydra
 from omegaconf import DictConfig
 
 import wsol  # noqa: F401  (registers the config resolvers)
-from wsol.cli import guard, precheck_overrides
+from wsol.cli import CONF_DIR, guard, precheck_overrides
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def main(cfg: DictConfig) -> float | None:
     from wsol.pipeline import train_and_evaluate  # Lightning: not for --help or config errors
 
@@ -23,6 +23,11 @@ def main(cfg: DictConfig) -> float | None:
     return (metrics or {}).get("gt_known_loc")
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The console script (``wsol-run``): the same as ``python -m wsol.run``."""
     precheck_overrides()
     main()
+
+
+if __name__ == "__main__":
+    cli()

@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 from omegaconf import DictConfig
 
 import wsol  # noqa: F401
-from wsol.cli import guard, precheck_overrides
+from wsol.cli import CONF_DIR, guard, precheck_overrides
 from wsol.pipeline import build_data
 from wsol.report.figures import GT_COLOR, _draw_box, image_at_size, save_figure
 
@@ -54,7 +54,7 @@ def draw_samples(cfg: DictConfig) -> Path:
     return out
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def main(cfg: DictConfig) -> None:
     guard(draw_samples, cfg)
 

@@ -129,3 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except WSOLError as e:
         fail(str(e), e.exit_code)
         return e.exit_code
+
+
+def cli() -> None:
+    """The console script (``wsol-study``): the same as ``python -m wsol.study``."""
+    sys.exit(main())
