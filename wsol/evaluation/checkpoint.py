@@ -34,7 +34,10 @@ __all__ = [
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor]]:
     """(model config, network state dict without the ``net.`` prefix) of a checkpoint
-    written by ``wsol.run``; `WSOLError` naming the file for anything else."""
+    written by ``wsol.run``; `WSOLError` naming the file for anything else. The training
+    method's config (``hyper_parameters['method']``, absent in checkpoints of before the
+    methods: CAM) rides in the model config as ``_method`` (names with ``_`` are not
+    builder arguments)."""
     p = Path(path).expanduser()
     what = f"ckpt={p}"
     if not p.is_file():
@@ -62,7 +65,10 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tens
     }
     if not sd:
         raise WSOLError(f"{what}: not {need}: its state_dict has no 'net.' weights")
-    return dict(model), sd
+    model = dict(model)
+    method = hp.get("method")
+    model["_method"] = dict(method) if isinstance(method, Mapping) else {"name": "cam"}
+    return model, sd
 
 
 def check_model_overrides(cfg: DictConfig, overrides: list[str], model: Mapping, what: str) -> None:
@@ -108,7 +114,8 @@ def adopt_model(cfg: DictConfig, model: Mapping) -> None:
     """Make the checkpoint's model config the run's ``model`` (and its pool the ``pool``),
     so that the data's ``${model.input_size}``, mean and std are the checkpoint's."""
     with open_dict(cfg):
-        cfg.model = OmegaConf.create({**dict(model), "pretrained": False, "weights": None})
+        own = {k: v for k, v in model.items() if not str(k).startswith("_")}
+        cfg.model = OmegaConf.create({**own, "pretrained": False, "weights": None})
         pool = model.get("pool")
         if pool is not None and (cfg.get("pool") is None or cfg.pool.get("name") != pool):
             f = CONF_DIR / "pool" / f"{pool}.yaml"
@@ -126,6 +133,10 @@ def build_network(model: Mapping, sd: dict[str, torch.Tensor], what: str):
         raise WSOLError(f"{what}: the checkpoint's model config: {e}") from None
     except TypeError as e:
         raise WSOLError(f"{what}: the checkpoint's model config does not build: {e}") from None
+    # the method's layers (ACoL's head, SPG's branches) before the weights that fill them
+    from wsol.methods import method_from_config
+
+    net = method_from_config(model.get("_method"), what).prepare(net)
     load_own_weights(net, str(model["name"]), sd, what)
     return net
 

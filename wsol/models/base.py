@@ -74,6 +74,8 @@ class PooledLinearHead(nn.Module):
         super().__init__()
         self.pool = GlobalPool(pool)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.in_channels = in_channels
+        self.num_classes = num_classes
         self.fc = nn.Linear(in_channels, num_classes) if linear else None
         if not linear and in_channels != num_classes:
             raise ValueError(
@@ -100,7 +102,12 @@ class PooledLinearHead(nn.Module):
 
 class WSOLNet(nn.Module):
     """Base class: subclasses set ``self.features`` (a module producing the last conv maps)
-    and ``self.head``; ``has_cam`` is True when the head is a `PooledLinearHead`."""
+    and ``self.head``; ``has_cam`` is True when the head makes class activation maps (a
+    `PooledLinearHead`, or a training method's head with a ``cam`` such as ACoL's).
+
+    Training methods that change the network (``wsol.methods``) read what a network
+    declares for them: ``adl_places`` (ADL), ``spg_taps`` (SPG's side branches) and
+    `adapt_trunk` (the trunk changes ACoL and SPG make in wsolevaluation's backbones)."""
 
     name: str = "wsolnet"
     new_layer_prefixes: tuple[str, ...] = ("head.",)
@@ -112,7 +119,13 @@ class WSOLNet(nn.Module):
 
     @property
     def has_cam(self) -> bool:
-        return isinstance(self.head, PooledLinearHead)
+        return callable(getattr(self.head, "cam", None))
+
+    def adapt_trunk(self, method: str) -> int:
+        """Change the trunk (``self.features``) as ``method`` builds this backbone, before
+        the method installs its head; returns the channels of the new last conv maps.
+        Default: no change (the head's input channels)."""
+        return int(self.head.in_channels)
 
     @property
     def pool(self) -> str | None:

@@ -67,6 +67,9 @@ class _InceptionBStride1(nn.Module):
 class InceptionV3GAP(WSOLNet):
     #: where method=adl puts its layers (wsol/methods/adl.py; wsolevaluation's places)
     adl_places = ("features.Mixed_5d", "features.Mixed_6e", "features.cam_relu2")
+    #: method=spg's side branches: (place, channels) of B1 and B2, and their width (B2 on
+    #: Mixed_6d's output: the reference feeds it Mixed_6e's input)
+    spg_taps = (("features.maxpool3", 288), ("features.Mixed_6d", 768), 512)
     new_layer_prefixes = ("features.cam_conv1.", "features.cam_conv2.", "head.")
 
     def __init__(
@@ -102,6 +105,15 @@ class InceptionV3GAP(WSOLNet):
         f.add_module("cam_relu2", nn.ReLU(inplace=True))
         self.features = f
         self.head = PooledLinearHead(cam_channels, num_classes, pool=pool, dropout=dropout)
+
+    def adapt_trunk(self, method: str) -> int:
+        """wsolevaluation's ACoL Inception: the classifiers sit on Mixed_6e (768 maps),
+        so the two added convs (and their dropouts) go."""
+        if method != "acol":
+            return super().adapt_trunk(method)
+        for name in ("cam_drop1", "cam_conv1", "cam_relu1", "cam_drop2", "cam_conv2", "cam_relu2"):
+            delattr(self.features, name)
+        return 768
 
 
 #: torchvision's modules kept (under ``features.``), the rest of its state dict is removed

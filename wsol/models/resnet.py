@@ -26,6 +26,8 @@ _TRUNK = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "laye
 class ResNet50GAP(WSOLNet):
     #: where method=adl puts its layers (wsol/methods/adl.py; wsolevaluation's places)
     adl_places = ("features.layer3.0", "features.layer4.0", "features.layer4.2")
+    #: method=spg's side branches: (place, channels) of B1 and B2, and their width
+    spg_taps = (("features.layer3.0", 1024), ("features.layer3", 1024), 1024)
     new_layer_prefixes = ("head.",)
 
     def __init__(

@@ -21,9 +21,14 @@ class TinyGAP(WSOLNet):
     default_input_size = 64
     new_layer_prefixes = ("features.", "head.")
 
+    @property
+    def spg_taps(self):
+        """method=spg's side branches (the test network's): after blocks 2 and 3."""
+        return (("features.5", 2 * self.width), ("features.8", 4 * self.width), 2 * self.width)
+
     def __init__(self, num_classes: int, pool: str = "avg", width: int = 16):
         super().__init__()
-        w = width
+        self.width = w = width
         self.features = nn.Sequential(
             *_block(3, w, 2),
             *_block(w, 2 * w, 2),

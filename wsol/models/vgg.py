@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from torchvision.models import vgg16 as tv_vgg16
 
+from wsol.methods.base import xavier_init
 from wsol.models.base import PooledLinearHead, WSOLNet
 from wsol.models.registry import register
 from wsol.models.weights import Source, sequential_map
@@ -75,9 +76,20 @@ class FCHead(nn.Module):
         return self.classifier(torch.flatten(self.avgpool(self.pool5(f)), 1))
 
 
+#: indices of pool1..pool3 in torchvision's ``vgg16().features`` (ACoL's 3x3 pools)
+_POOLS_1_3 = (4, 9, 16)
+
+
+def _reference_pool(stride: int) -> nn.MaxPool2d:
+    """wsolevaluation's ``M1`` (stride 2) and ``M2`` (stride 1) pools: 3x3, pad 1."""
+    return nn.MaxPool2d(kernel_size=3, stride=stride, padding=1)
+
+
 class VGG16GAP(WSOLNet):
     #: where method=adl puts its layers (wsol/methods/adl.py; wsolevaluation's places)
     adl_places = ("features.16", "features.22", "features.29")
+    #: method=spg's side branches: (place, channels) of B1 and B2, and their width
+    spg_taps = (("features.23", 512), ("features.29", 512), 512)
     new_layer_prefixes = ("features.cam_conv.", "head.")
 
     def __init__(
@@ -89,12 +101,44 @@ class VGG16GAP(WSOLNet):
         large_feature_map: bool = False,
     ):
         super().__init__()
+        self.large_feature_map = bool(large_feature_map)
         self.features, _ = _trunk()
         if large_feature_map:  # wsolevaluation's 28x28 VGG: no pool4 (its index kept)
             self.features[_POOL4] = nn.Identity()
         self.features.add_module("cam_conv", new_conv(512, cam_channels))
         self.features.add_module("cam_relu", nn.ReLU(inplace=True))
         self.head = PooledLinearHead(cam_channels, num_classes, pool=pool, dropout=dropout)
+
+    def adapt_trunk(self, method: str) -> int:
+        """wsolevaluation's ACoL and SPG VGGs (``configs_dict`` of its vgg.py): the added
+        conv goes; ACoL gets 3x3 pools (pool4 at stride 1 for 28x28 maps) and a 3x3 max
+        and average pool after conv5_3; SPG a 3x3 pool4 and two new 3x3 convs of 512."""
+        if method not in ("acol", "spg"):
+            return super().adapt_trunk(method)
+        f = self.features
+        del f.cam_conv, f.cam_relu
+        if method == "acol":
+            for i in _POOLS_1_3:
+                f[i] = _reference_pool(2)
+            f[_POOL4] = _reference_pool(1 if self.large_feature_map else 2)
+            f.add_module("acol_pool", _reference_pool(1))
+            f.add_module("acol_avgpool", nn.AvgPool2d(kernel_size=3, stride=1, padding=1))
+        else:
+            if not self.large_feature_map:
+                f[_POOL4] = _reference_pool(2)
+            f.add_module(
+                "spg_a3",
+                xavier_init(
+                    nn.Sequential(
+                        nn.Conv2d(512, 512, 3, padding=1),
+                        nn.ReLU(inplace=True),
+                        nn.Conv2d(512, 512, 3, padding=1),
+                        nn.ReLU(inplace=True),
+                    )
+                ),
+            )
+            self.new_layer_prefixes = (*self.new_layer_prefixes, "features.spg_a3.")
+        return 512
 
 
 class VGG16(WSOLNet):
