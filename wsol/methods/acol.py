@@ -30,8 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wsol.methods.base import Method, normalize_maps, xavier_init
-from wsol.models.base import GlobalPool
+from wsol.methods.base import Method, normalize_maps
+from wsol.models.base import GlobalPool, xavier_init
 from wsol.protocols.settings import integer, probability
 
 __all__ = ["ACoL", "AcolHead"]

@@ -29,7 +29,7 @@ from torch import nn
 
 from wsol.errors import WSOLError
 
-__all__ = ["Method", "normalize_maps", "xavier_init"]
+__all__ = ["Method", "normalize_maps"]
 
 
 def normalize_maps(maps: torch.Tensor) -> torch.Tensor:
@@ -40,17 +40,6 @@ def normalize_maps(maps: torch.Tensor) -> torch.Tensor:
     span = flat.amax(dim=2, keepdim=True) - low
     out = torch.where(span > 0, (flat - low) / torch.where(span > 0, span, 1), 0)
     return out.view_as(maps)
-
-
-def xavier_init(module: nn.Module) -> nn.Module:
-    """The reference's initialisation of the layers a method adds (``initialize_weights``
-    with ``init_mode='xavier'``): Xavier-uniform conv weights, zero biases."""
-    for m in module.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.xavier_uniform_(m.weight)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-    return module
 
 
 class Method:

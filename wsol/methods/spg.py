@@ -42,8 +42,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wsol.methods.base import Method, normalize_maps, xavier_init
-from wsol.models.base import PooledLinearHead
+from wsol.methods.base import Method, normalize_maps
+from wsol.models.base import PooledLinearHead, xavier_init
 from wsol.protocols.settings import integer, probability
 
 __all__ = ["SPG", "SPGBranches", "attention_loss", "spg_mask"]

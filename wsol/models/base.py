@@ -24,6 +24,17 @@ POOLS = ("avg", "max", "lse")
 LSE_R = 10.0
 
 
+def xavier_init(module: nn.Module) -> nn.Module:
+    """The reference's initialisation of the layers a method adds (``initialize_weights``
+    with ``init_mode='xavier'``): Xavier-uniform conv weights, zero biases."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+    return module
+
+
 class GlobalPool(nn.Module):
     """Global pooling of (B, K, h, w) maps to (B, K): average (GAP), max (GMP), or
     log-sum-exp (Pinheiro & Collobert, CVPR 2015) ``(1/r) log mean_ij exp(r f_ij)``, which

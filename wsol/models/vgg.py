@@ -22,8 +22,7 @@ import torch
 from torch import nn
 from torchvision.models import vgg16 as tv_vgg16
 
-from wsol.methods.base import xavier_init
-from wsol.models.base import PooledLinearHead, WSOLNet
+from wsol.models.base import PooledLinearHead, WSOLNet, xavier_init
 from wsol.models.registry import register
 from wsol.models.weights import Source, sequential_map
 
