@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 
 import wsol  # noqa: F401  (registers the config resolvers)
 from wsol.cli import CONF_DIR, guard, precheck_overrides
+from wsol.selection import check_selection, check_sweeper
 
 
 def evaluate(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
@@ -27,6 +28,10 @@ def evaluate(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="evaluate")
 def main(cfg: DictConfig) -> float | None:
+    # every mode scores the test split: a sweeper optimising the value returned below would
+    # choose a checkpoint or a setting on test (refused unless unsafe_select_on_test=true)
+    guard(check_sweeper, cfg, "wsol.evaluate")
+    guard(check_selection, cfg)  # val_thresholds=true: val must not be the test split
     metrics = guard(evaluate, cfg) or {}
     # the value Hydra sweepers optimise: MaxBoxAccV2 where scored, else GT-known localization
     return metrics.get("maxboxacc_v2", metrics.get("gt_known_loc"))

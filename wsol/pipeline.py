@@ -1,6 +1,7 @@
 """The main job as plain functions (tests call them without the CLI):
 `train_and_evaluate(cfg)` builds everything from the composed config, trains with
-Lightning, evaluates on the test split and writes the run's outputs."""
+Lightning, evaluates on the test split (a search trial, ``search=true``: on the val
+split only, docs/SELECTION.md) and writes the run's outputs."""
 
 from __future__ import annotations
 
@@ -38,8 +39,10 @@ log = logging.getLogger(__name__)
 # ---- config --------------------------------------------------------------------------
 def build_data(cfg: DictConfig):
     dm = instantiate(cfg.data)
+    # a search trial never builds the test split, not even to count the classes
+    n = dm.dataset("val").num_classes if cfg.get("search") else dm.num_classes
     with open_dict(cfg):
-        cfg.model.num_classes = int(dm.num_classes)
+        cfg.model.num_classes = int(n)
     return dm
 
 
@@ -112,10 +115,16 @@ def keep_csv_log(logger) -> None:
 
 
 # ---- the job -------------------------------------------------------------------------
-def train_and_evaluate(cfg: DictConfig) -> dict:
-    """Train (unless ``train=false``), evaluate on the test split, write the outputs.
-    Returns the metrics written to metrics.json."""
+def train_and_evaluate(cfg: DictConfig, net_state: dict | None = None) -> dict:
+    """Train (unless ``train=false``), evaluate on the test split (``search=true``: on
+    the val split only, recording the objective), write the outputs. ``net_state``: a
+    state dict loaded strictly into the built network, method layers included (the
+    test of a search's best trial, `wsol.selection`). Returns the metrics written to
+    metrics.json."""
+    from wsol.selection import add_objective, check_selection
+
     t0 = time.time()
+    check_selection(cfg)  # nothing chosen on the test split: refused before anything is read
     out = resolve_output_dir(cfg)
     if cfg.get("skip_done") and (out / "metrics.json").is_file():
         # skip_done=true (wsol.study): a finished run (its metrics.json exists) is not rerun
@@ -132,6 +141,8 @@ def train_and_evaluate(cfg: DictConfig) -> dict:
     method = build_method(cfg)
     dm = build_data(cfg)
     net = build_net(cfg, method)
+    if net_state is not None:
+        net.load_state_dict(net_state)
     if rank_zero_only.rank == 0:
         write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
@@ -172,12 +183,23 @@ def train_and_evaluate(cfg: DictConfig) -> dict:
         train_time = time.time() - t1
 
     metrics = evaluate_network(cfg, net, dm, localizer, protocols, out, logger=logger)
+    search = bool(cfg.get("search"))
+    if search:  # the value the sweeper maximises; a missing key fails the trial here
+        add_objective(cfg, metrics, dm.dataset("val"))
+        metrics.update(search=True, split="val")
+    elif cfg.get("unsafe_select_on_test"):  # asked for: a sweeper may select on test
+        add_objective(cfg, metrics, dm.dataset("test"), prefix="")
     if rank_zero_only.rank != 0:  # under DDP every process evaluates, process 0 writes
         return metrics
     metrics.update(run_identity(cfg, localizer.name))
     metrics["train_seconds"] = round(train_time, 1)
     metrics.update(precision_record(cfg, training))
-    title = f"\n{cfg.model.name} pool={cfg.pool.name} on {metrics['data']} (test split): {out}"
+    split = (
+        f"val split, a search trial: {metrics['objective']} = {metrics['objective_value']:.2f}"
+        if search
+        else "test split"
+    )
+    title = f"\n{cfg.model.name} pool={cfg.pool.name} on {metrics['data']} ({split}): {out}"
     finish(cfg, out, metrics, t0, title)
     log_run_to_wandb(logger, cfg, out, metrics)  # logger=wandb: config, cams.png, predictions
     return metrics
@@ -188,7 +210,8 @@ def evaluate_network(
 ) -> dict:
     """Evaluate ``net`` on the test split (after choosing the protocols' operating
     thresholds on val when ``val_thresholds=true``); writes predictions.csv, curves.csv
-    and cams.png; returns the metrics."""
+    and cams.png; returns the metrics. A search trial (``search=true``) scores the val
+    split only and returns its metrics as ``val_*``: the test split is never built."""
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
     trainer_cfg.pop("max_epochs", None)
     # scores are computed from fp32 maps whatever precision trained the network
@@ -202,8 +225,10 @@ def evaluate_network(
         _convert_="all",
     )
     extra: dict[str, float] = {}
-    if cfg.get("val_thresholds") and protocols:
-        # choose each protocol's operating thresholds on val, report test at them
+    search = bool(cfg.get("search"))
+    if search or (cfg.get("val_thresholds") and protocols):
+        # the val pass: a search trial's scores, and each protocol's operating thresholds
+        # chosen on val (test is reported at them)
         val_module = EvalModule(
             net, localizer, {k: p.val_copy() for k, p in protocols.items()}, output_dir=None
         )
@@ -216,6 +241,11 @@ def evaluate_network(
             )
             p.operating_thresholds = (chooser() or None) if chooser else None
         extra.update({f"val_{k}": v for k, v in val_module.results.items()})
+    if search:
+        if logger:
+            logger.log_metrics({f"val/{k[4:]}": v for k, v in extra.items()})
+        torch.set_grad_enabled(True)
+        return extra
     module = EvalModule(
         net,
         localizer,
