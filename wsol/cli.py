@@ -30,6 +30,7 @@ GROUPS = (
     "logger",
     "paths",
     "experiment",
+    "hparams_search",
 )
 
 
