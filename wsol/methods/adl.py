@@ -13,7 +13,8 @@ so the network tested (and its checkpoint) is the plain network.
 Places (the reference's): ``vgg16_gap`` after pool3, after conv4_3 and after conv5_3
 (``features.16``, ``features.22``, ``features.29``); ``resnet50_gap`` after block 0 of
 layer3 and blocks 0 and 2 of layer4; ``inceptionv3_gap`` after Mixed_5d, after Mixed_6e
-and after the second added conv (``features.cam_relu2``, the reference's A3_2b). Each
+and after the second added conv (``features.cam_relu2``, the reference's A3_2b);
+``tiny_gap`` (the test network, not the reference's) after blocks 2, 3 and 4. Each
 network declares them (``adl_places``); ADL is not defined on the others. The layers are
 installed as forward hooks of those modules and registered under ``net.adl`` (they hold
 no parameters, so state dicts are unchanged). Defaults as wsolevaluation's
@@ -60,7 +61,7 @@ class AttentionDropout(nn.Module):
 class ADL(Method):
     name = "adl"
     #: the networks that declare ADL places (``adl_places``; tests check the two agree)
-    networks = ("inceptionv3_gap", "resnet50_gap", "vgg16_gap")
+    networks = ("inceptionv3_gap", "resnet50_gap", "tiny_gap", "vgg16_gap")
 
     def __init__(self, drop_rate: float = 0.75, threshold: float = 0.9):
         self.drop_rate = probability("method.drop_rate", drop_rate)
