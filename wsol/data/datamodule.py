@@ -27,7 +27,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from wsol.data.record import collate
-from wsol.data.transforms import build_transform
+from wsol.data.transforms import TRAIN_TARGETS, build_transform
 from wsol.errors import WSOLError
 
 
@@ -168,6 +168,7 @@ class WSOLDataModule(pl.LightningDataModule):
         test_split: str = "test",
         name: str = "data",
         seed: int | None = None,
+        train_targets: str = "labels",
     ):
         super().__init__()
         self.dataset_factory = dataset
@@ -183,6 +184,14 @@ class WSOLDataModule(pl.LightningDataModule):
         self.persistent_workers = bool(persistent_workers) and self.num_workers > 0
         self.resize_size, self.crop, self.flip = resize_size, crop, flip
         self.splits = {"train": train_split, "val": val_split, "test": test_split}
+        # what a training batch carries besides the labels: "foreground" (the mask where an
+        # image has one, else its boxes filled) or "boxes" (the boxes filled) as the batch's
+        # per-pixel ``foreground``, for methods trained on it (method=fsl sets it)
+        if train_targets not in TRAIN_TARGETS:
+            raise WSOLError(
+                f"data.train_targets={train_targets!r}: must be one of {', '.join(TRAIN_TARGETS)}"
+            )
+        self.train_targets = train_targets
         self.name = name
         # the training order's seed; None: the run's seed (pl.seed_everything's PL_GLOBAL_SEED)
         self.seed = seed
@@ -206,6 +215,7 @@ class WSOLDataModule(pl.LightningDataModule):
                 resize_size=self.resize_size,
                 crop=self.crop,
                 flip=self.flip,
+                foreground=self.train_targets if self.train_targets != "labels" else None,
             )
             ds = self.dataset_factory(split=split, transform=tf)
             if len(ds) == 0:

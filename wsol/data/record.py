@@ -17,7 +17,10 @@ A record is a dict (a `Record`):
 
 At training time the image is augmented; ``train_boxes``/``train_mask`` (optional) hold
 the boxes and mask as transformed together with the image (tv_tensors), for methods and
-figures that need them; scoring never uses them.
+figures that need them; scoring never uses them. With ``data.train_targets`` other than
+``labels`` a training record also holds ``foreground`` (H, W) uint8 at the input's
+resolution (0 background, 1 object, 255 ignore: `wsol.data.transforms.foreground_target`),
+which `collate` stacks into the batch's ``foreground`` (B, H, W).
 """
 
 from __future__ import annotations
@@ -55,4 +58,6 @@ def collate(records: list[Record]) -> dict[str, Any]:
         "id": [r["id"] for r in records],
         "index": torch.as_tensor([int(r["index"]) for r in records], dtype=torch.long),
     }
+    if records and "foreground" in records[0]:  # the per-pixel training target (method=fsl)
+        batch["foreground"] = torch.stack([r["foreground"] for r in records])
     return batch

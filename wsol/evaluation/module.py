@@ -6,6 +6,11 @@ maps; every selected protocol scores the maps (its torchmetrics state sums count
 DDP processes add up to the numbers of one process); per-image rows stream to
 ``predictions.csv``; the first ``figure_images`` images are kept for ``cams.png``.
 Nothing that grows with the data set is held in memory.
+
+A network whose head has no class scores (``head.classifies`` False: method=fsl's
+foreground map) is scored as a baseline is: the ground-truth class in both columns, no
+classification metrics and no metric or column of the top-k guesses (they would be
+numbers about classes the network never predicted).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from wsol.evaluation.scoring import image_rows, score_batch
+from wsol.evaluation.scoring import image_rows, is_guess, score_batch
 from wsol.localize.base import Localizer
 from wsol.protocols.classification import ClassificationMetric
 from wsol.protocols.metric import merged_curves
@@ -51,6 +56,7 @@ class EvalModule(pl.LightningModule):
                 getattr(net, "name", "?"),
             )
         self.protocols = nn.ModuleDict(dict(protocols) if self.localize else {})
+        self.classifies = bool(getattr(getattr(net, "head", None), "classifies", True))
         self.classification = ClassificationMetric()
         self.output_dir = Path(output_dir) if output_dir is not None else None
         self.topk = int(topk)
@@ -77,19 +83,22 @@ class EvalModule(pl.LightningModule):
             with torch.no_grad():
                 features = self.net.forward_features(images)
                 logits = self.net.forward_head(features)
-            k = min(self.topk, logits.shape[1])
-            classes = torch.cat([labels[:, None], logits.topk(k, dim=1).indices], dim=1)
+            if self.classifies:
+                k = min(self.topk, logits.shape[1])
+                classes = torch.cat([labels[:, None], logits.topk(k, dim=1).indices], dim=1)
+            else:  # no guesses: the ground-truth class in both columns (the baselines' way)
+                classes = torch.stack([labels, labels], dim=1)
             maps = (
                 self.localizer(self.net, images, features, classes).detach()
                 if self.localize
                 else None
             )
-        cls_result = self.classification.score(logits.detach(), labels)
-        self.classification.update(cls_result)
+        if self.classifies:
+            self.classification.update(self.classification.score(logits.detach(), labels))
         rows = (
-            score_batch(self.protocols, maps, classes, batch)
+            score_batch(self.protocols, maps, classes, batch, guesses=self.classifies)
             if maps is not None
-            else image_rows(batch, classes)
+            else image_rows(batch, classes if self.classifies else None)
         )
         if self._writer is not None:
             self._writer.write(rows)
@@ -104,13 +113,14 @@ class EvalModule(pl.LightningModule):
             sample = cam_sample(batch["image"][b], maps[b, 1], batch["size"][b], mean, std)
             pred, label = int(classes[b, 1]), int(batch["label"][b])
             mark = "ok" if pred == label else f"gt {self._class_name(label)}"
+            caption = f"{self._class_name(pred)} ({mark})" if self.classifies else "foreground"
             self._samples.append(
                 {
                     "image": sample["image"],
                     "cam": sample["cam"],
                     "gt_boxes": batch["boxes"][b].numpy(),
                     "pred_box": sample["box"],
-                    "caption": f"{self._class_name(pred)} ({mark})",
+                    "caption": caption,
                 }
             )
 
@@ -121,9 +131,12 @@ class EvalModule(pl.LightningModule):
         if self._writer is not None:
             self._writer.close()
         results: dict[str, float] = {}
-        results.update(self.classification.compute())
+        if self.classifies:
+            results.update(self.classification.compute())
         for protocol in self.protocols.values():
             results.update(protocol.compute())
+        if not self.classifies:
+            results = {k: v for k, v in results.items() if not is_guess(k)}
         self.results = {k: float(v) for k, v in results.items()}
         if self.trainer is not None and self.trainer.world_size > 1:
             self.trainer.strategy.barrier("wsol-eval-end")

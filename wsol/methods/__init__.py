@@ -1,6 +1,6 @@
 """WSOL training methods (``method=NAME``): CAM (the base, `Method`) and the methods that
-change the network, the images or the loss (HaS, ACoL, SPG, ADL, CutMix). See
-docs/METHODS.md."""
+change the network, the images or the loss (HaS, ACoL, SPG, ADL, CutMix), and the
+few-shot baseline trained on the fully annotated split (FSL). See docs/METHODS.md."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def method_from_config(config: Mapping | None, what: str = "checkpoint") -> Meth
     name = str(config.pop("name", "cam"))
     path = CONF_DIR / "method" / f"{name}.yaml"
     if not path.is_file():
-        known = sorted(p.stem for p in path.parent.glob("*.yaml"))
+        known = sorted(p.stem for p in path.parent.glob("*.yaml") if not p.stem.startswith("_"))
         raise WSOLError(f"{what}: unknown method {name!r}; known: {', '.join(known)}")
     cls = get_class(OmegaConf.load(path)["_target_"])
     try:

@@ -9,7 +9,8 @@ network's logits). A method subclass overrides what it changes:
 - `prepare(net)`: install the method's layers (forward hooks or replaced heads), before
   training and when a checkpoint is rebuilt; returns the network;
 - `inputs(images, labels)`: the training batch the network sees and the target the loss
-  gets (HaS hides patches, CutMix pastes a box of another image);
+  gets (HaS hides patches, CutMix pastes a box of another image); ``labels`` is the
+  batch's entry named by `Method.target` (``label``; FSL's per-pixel ``foreground``);
 - `loss(logits, target, label_smoothing)`: the training loss (default cross-entropy).
 
 Every random draw of a method comes from torch's global generator, which
@@ -46,6 +47,9 @@ class Method:
     name = "cam"
     #: the networks (``model.name``) the method is defined on; None: every network
     networks: tuple[str, ...] | None = None
+    #: the batch entry `inputs` gets as its target: the image labels, or a per-pixel
+    #: ``foreground`` the data module delivers with ``data.train_targets`` (method=fsl)
+    target: str = "label"
 
     def check(self, net: nn.Module) -> None:
         name = getattr(net, "name", type(net).__name__)

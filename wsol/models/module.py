@@ -1,8 +1,10 @@
 """`ClassifierModule`: the LightningModule that trains a network with image labels only.
 
 It owns the loss (cross-entropy, or the training method's: ``method``, a
-`wsol.methods.Method`, also changes the training images), the optimiser and schedule (Hydra ``_partial_``s from
-the ``optim`` group), and the classification metrics logged each epoch. Localization
+`wsol.methods.Method`, also changes the training images and names the batch entry its
+target comes from), the optimiser and schedule (Hydra ``_partial_``s from
+the ``optim`` group), and the classification metrics logged each epoch (none for a head
+whose ``classifies`` is False: method=fsl's foreground head has no class scores). Localization
 scoring is not here: it lives in `wsol.evaluation.EvalModule`, which may import the
 protocols (this package may not).
 
@@ -22,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from torch import nn
+
+from wsol.errors import WSOLError
 
 log = logging.getLogger(__name__)
 
@@ -63,13 +67,24 @@ class ClassifierModule(pl.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
-    def _step(self, batch: dict, stage: str) -> torch.Tensor:
+    def _step(self, batch: dict, stage: str) -> torch.Tensor | None:
+        # a head without class scores (method=fsl's foreground map): its own loss in
+        # training, and no loss or accuracy against labels anywhere
+        classifies = bool(getattr(getattr(self.net, "head", None), "classifies", True))
+        if not classifies and stage != "train":
+            return None
         x = batch["image"]
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         y = batch["label"]
         if stage == "train" and self.method is not None:
-            x, target = self.method.inputs(x, y)
+            key = getattr(self.method, "target", "label")
+            if key not in batch:
+                raise WSOLError(
+                    f"method={self.method.name} trains on the batch's {key!r}, which this data "
+                    f"module does not deliver (set data.train_targets={key})"
+                )
+            x, target = self.method.inputs(x, batch[key])
             logits = self.net(x).float()
             loss = self.method.loss(logits, target, self.label_smoothing)
         else:
@@ -78,6 +93,9 @@ class ClassifierModule(pl.LightningModule):
                 logits, y, label_smoothing=self.label_smoothing if stage == "train" else 0.0
             )
         n = y.numel()
+        if not classifies:
+            self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=n)
+            return loss
         acc = (logits.argmax(1) == y).float().mean()
         on_step = stage == "train"
         self.log(
