@@ -1,5 +1,7 @@
-"""The figures of a GAP-vs-GMP study (`gap_vs_gmp` and its twins), the kind a paper
-shows, and `write_figures`, which reads a study's runs for them:
+"""The figures of a study, the kind a paper shows, and `write_figures`, which reads a
+study's runs for them. A methods study (``figures.kind: methods``) gets one figure: each
+table row's map on the same test images (``NAME_cams.png``, `cam_pairs` with one row per
+table row). A GAP-vs-GMP study (`gap_vs_gmp` and its twins) gets three:
 
 - `cam_pairs` (``NAME_cams.png``): the same test images with the CAM of a GAP network and
   of its GMP twin, side by side, the ground-truth box (green) and the predicted box (red);
@@ -375,16 +377,66 @@ def _cam_figure(spec: FiguresSpec, cam_runs: Sequence[Run], path: Path) -> str |
     return f"CAMs of {network_label(str(network))} (seed {spec.seed}) under GAP and GMP"
 
 
+def _methods_figure(study: Study, runs: Sequence[Run], spec: FiguresSpec, path: Path) -> str | None:
+    """NAME_cams.png of a methods study: one row per table row that has a finished run of
+    the spec's seed with a checkpoint (its map of the ground-truth class, by the run's own
+    network: ACoL's two branches, SPG's class map, FSL's foreground), the same test
+    images in the columns; its caption, when the file exists."""
+    from wsol.study.plan import matches
+
+    chosen: dict[str, Run] = {}
+    for row in study.rows:
+        run = next(
+            (
+                r
+                for r in runs
+                if matches(r, row.where)
+                and r.identity["seed"] == spec.seed
+                and r.identity["localizer"] == "cam"
+                and r.done
+                and (r.folder / "checkpoints" / "last.ckpt").is_file()
+            ),
+            None,
+        )
+        if run is not None:
+            chosen[row.label] = run
+    if chosen:
+        try:
+            per_row = {label: cam_samples(run, spec.images) for label, run in chosen.items()}
+            first = next(iter(per_row.values()))
+            samples = [
+                {
+                    "image": s["image"],
+                    "gt_boxes": s["gt_boxes"],
+                    "caption": s["caption"],
+                    "maps": {
+                        label: rows[j] for label, rows in per_row.items() if rows[j]["id"] == s["id"]
+                    },
+                }
+                for j, s in enumerate(first)
+            ]
+            cam_pairs(samples, path, pools=list(chosen), title=f"{study.title}, seed {spec.seed}")
+        except Exception as e:  # a figure never stops the tables (WSOLError included)
+            log.warning("maps figure not made: %s: %s", type(e).__name__, e)
+    if not path.is_file():
+        return None
+    return f"Each row's map of the ground-truth class on the same test images (seed {spec.seed})"
+
+
 def write_figures(
     study: Study, runs: Sequence[Run], results_dir: Path
 ) -> tuple[dict[str, str], str]:
-    """The GAP-vs-GMP figures; (caption -> file name of each figure present, the box
-    sentence). A figure whose inputs are absent (e.g. a fresh clone without checkpoints)
-    is left as it is."""
+    """The study's figures (``figures.kind``); (caption -> file name of each figure
+    present, the box sentence). A figure whose inputs are absent (e.g. a fresh clone
+    without checkpoints) is left as it is."""
     import pandas as pd
 
     spec = study.figures or FiguresSpec()
     name = study.name
+    if spec.kind == "methods":
+        cams_file = results_dir / f"{name}_cams.png"
+        caption = _methods_figure(study, runs, spec, cams_file)
+        return ({caption: cams_file.name} if caption else {}), ""
     shown: dict[str, str] = {}
     # 1. CAM overlays, GAP vs GMP
     cams_file = results_dir / f"{name}_cams.png"

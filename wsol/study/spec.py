@@ -85,7 +85,13 @@ class RowSpec:
 
 @dataclass
 class FiguresSpec:
-    kind: Literal["gap_vs_gmp"] = field(default="gap_vs_gmp", metadata=doc("which figures"))
+    kind: Literal["gap_vs_gmp", "methods"] = field(
+        default="gap_vs_gmp",
+        metadata=doc(
+            "which figures: gap_vs_gmp (CAMs under GAP and GMP, threshold curves, boxes) or "
+            "methods (each table row's map on the same test images)"
+        ),
+    )
     network: str | None = field(default=None, metadata=doc("the network of the CAM figure"))
     seed: int = field(default=0, metadata=doc("the seed of the CAM figure"))
     images: int = field(default=8, metadata=doc("the CAM figure's number of images"))
