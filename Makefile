@@ -25,8 +25,8 @@ install: $(STAMP) ## create .venv and install wsol with its dev extra (once)
 run: $(STAMP) ## train and evaluate the default job (GoogLeNet-GAP on the synthetic data); ARGS="..." adds overrides
 	$(PY) -m wsol.run $(ARGS)
 
-test: $(STAMP) ## run the fast tests (the CI's command)
-	$(PY) -m pytest -q -m "not slow" $(ARGS)
+test: $(STAMP) ## run the fast tests (the CI's command), one single-threaded worker per core
+	$(PY) -m pytest -q -m "not slow" -n auto --dist loadfile $(ARGS)
 
 test-slow: $(STAMP) ## run only the slow tests (full-size networks, real kills)
 	$(PY) -m pytest -q -m slow $(ARGS)
