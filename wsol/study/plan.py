@@ -27,7 +27,7 @@ from wsol.study.spec import Study
 log = logging.getLogger("wsol.study")
 
 #: the keys of a run's identity (rows, columns and --only select on them)
-IDENTITY = ("model", "pool", "localizer", "data", "seed", "sweep")
+IDENTITY = ("model", "pool", "method", "localizer", "data", "seed", "sweep")
 
 
 @dataclass
@@ -35,7 +35,7 @@ class Run:
     name: str
     sweep: str
     overrides: list[str]  # the job's overrides: experiment=NAME first, then the sweep's
-    identity: dict[str, Any]  # model, pool, localizer, data, seed, sweep
+    identity: dict[str, Any]  # model, pool, method, localizer, data, seed, sweep
     select: dict[str, Any]  # further config values rows select on
     folder: Path
     metrics: dict | None = None
@@ -197,6 +197,8 @@ def expand_runs(study: Study, runs_dir: Path) -> list[Run]:
                     identity = {
                         "model": str(OmegaConf.select(cfg, "model.name", default="?")),
                         "pool": str(OmegaConf.select(cfg, "pool.name", default="?")),
+                        # the training method's choice (method=NAME; cam when the config has none)
+                        "method": str(choices.get("method") or "cam"),
                         "localizer": str(choices.get("localizer")),
                         "data": str(OmegaConf.select(cfg, "data.name", default="?")),
                         "seed": int(cfg.seed),
