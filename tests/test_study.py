@@ -173,7 +173,8 @@ def test_every_study_file_loads_and_expands(tmp_path):
             from wsol.study import matches
 
             assert any(matches(run, row.where) for run in runs), (f.stem, row.label)
-    assert counts["gap_vs_gmp"] == 8 * 2 * 3 + 2 * 3
+    # 8 networks x {GAP, GMP} x 3 seeds, GoogLeNet-GAP's LSE at 3 r, 2 baselines
+    assert counts["gap_vs_gmp"] == 8 * 2 * 3 + 3 * 3 + 2 * 3
     assert counts["cam2016_table2"] == 12
 
 
@@ -217,7 +218,9 @@ def test_only_launches_the_selected_runs(tmp_path, monkeypatch):
     assert "model=nin" in adamw and "pool=avg,max" in adamw and "seed=0" in adamw
     base = next(c for c in calls if "localizer=center,full" in c)
     assert "seed=0" in base
-    assert len(calls) == 3
+    lse = next(c for c in calls if "pool=lse" in c)  # sweep lse: GoogLeNet-GAP only
+    assert "model=googlenet_gap" in lse and "seed=0" in lse
+    assert len(calls) == 4
     with pytest.raises(WSOLError, match="KEY=V1"):
         study_mod.parse_only(["colour=red"])
 

@@ -73,16 +73,21 @@ def test_the_synthetic_experiment_is_the_cpu_scale():
 
 
 def test_every_study_file_names_an_existing_experiment():
-    named = {}
+    named, folders = {}, {}
     for f in sorted((REPO / "experiments").glob("*.yaml")):
         study = load_study(f)
         assert study.experiment is not None, f.name
         assert study.experiment.name in NAMES
         named[f.stem] = study.experiment.name
+        folders.setdefault(study.runs_dir, set()).add(study.experiment.name)
     # studies that share a runs folder share the experiment
-    assert {named[s] for s in named if s.endswith("_synthetic") or s == "gap_vs_gmp"} == {
-        "gap_vs_gmp"
-    }
+    assert all(len(names) == 1 for names in folders.values()), folders
+    assert {
+        named[s]
+        for s in named
+        if s.endswith("_synthetic") and s != "wsolevaluation_methods_synthetic"
+    } | {named["gap_vs_gmp"]} == {"gap_vs_gmp"}
+    assert named["wsolevaluation_methods_synthetic"] == "methods_synthetic"
     assert named["cam2016_table2"] == named["cam2016_table1"] == "cam2016_table1"
 
 
