@@ -13,6 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tests import helpers
+from tests.helpers import write_lines
+
 # id, label, (width, height), inclusive boxes x0,y0,x1,y1 (wsolevaluation's metadata)
 BOX_ROWS = [
     ("001.Alpha/a_0001.jpg", 0, (100, 80), [(10, 20, 59, 69)]),
@@ -30,21 +33,9 @@ MASK_ROWS = [
 NUM_CLASSES = 3
 
 
-def write_lines(path: Path, lines: list[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(f"{line}\n" for line in lines))
-
-
 def write_box_metadata(folder: Path) -> Path:
     """`BOX_ROWS` as a folder of wsolevaluation metadata."""
-    write_lines(folder / "image_ids.txt", [r[0] for r in BOX_ROWS])
-    write_lines(folder / "class_labels.txt", [f"{r[0]},{r[1]}" for r in BOX_ROWS])
-    write_lines(folder / "image_sizes.txt", [f"{r[0]},{r[2][0]},{r[2][1]}" for r in BOX_ROWS])
-    write_lines(
-        folder / "localization.txt",
-        [f"{r[0]},{x0},{y0},{x1},{y1}" for r in BOX_ROWS for x0, y0, x1, y1 in r[3]],
-    )
-    return folder
+    return helpers.write_box_metadata(folder, BOX_ROWS)
 
 
 def box_targets() -> dict:

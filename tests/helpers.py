@@ -129,3 +129,34 @@ def openimages_center_args(meta: Path, masks: Path) -> list[str]:
         "protocol=wsolevaluation",
         "num_workers=0",
     ]
+
+
+def write_lines(path: Path, lines: list[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{line}\n" for line in lines))
+
+
+def write_box_metadata(folder: Path, rows) -> Path:
+    """wsolevaluation box metadata in ``folder``; rows: (id, label, (width, height),
+    [inclusive boxes x0,y0,x1,y1])."""
+    write_lines(folder / "image_ids.txt", [r[0] for r in rows])
+    write_lines(folder / "class_labels.txt", [f"{r[0]},{r[1]}" for r in rows])
+    write_lines(folder / "image_sizes.txt", [f"{r[0]},{r[2][0]},{r[2][1]}" for r in rows])
+    write_lines(
+        folder / "localization.txt",
+        [f"{r[0]},{x0},{y0},{x1},{y1}" for r in rows for x0, y0, x1, y1 in r[3]],
+    )
+    return folder
+
+
+def rescore_checkpoint(ckpt: Path, out: Path, capsys) -> dict:
+    """``python -m wsol.evaluate ckpt=CKPT`` (in this process) on TINY's data: its
+    metrics.json."""
+    import json
+
+    code, err = evaluate_here(
+        [f"ckpt={ckpt}", f"paths.output_dir={out}", *[a for a in TINY if a.startswith("data.")]],
+        capsys,
+    )
+    assert code == 0, err
+    return json.loads((out / "metrics.json").read_text())

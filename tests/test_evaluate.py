@@ -16,7 +16,14 @@ import pytest
 import torch
 
 from tests.conftest import SHARED_DATA
-from tests.helpers import TINY, compose_config, evaluate_here, run_cli
+from tests.helpers import (
+    TINY,
+    compose_config,
+    evaluate_here,
+    run_cli,
+    write_box_metadata,
+    write_lines,
+)
 from wsol.protocols.reference import (
     reference_box_correct,
     reference_pxap,
@@ -35,23 +42,6 @@ CUB_TEST = SHARED_DATA / "wsolevaluation-metadata-CUB" / "test"
 
 
 # ---- writing metadata and maps -----------------------------------------------------------
-def write_lines(path: Path, lines: list[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(f"{line}\n" for line in lines))
-
-
-def write_box_metadata(folder: Path, rows) -> Path:
-    """rows: (id, label, (width, height), [inclusive boxes x0,y0,x1,y1])."""
-    write_lines(folder / "image_ids.txt", [r[0] for r in rows])
-    write_lines(folder / "class_labels.txt", [f"{r[0]},{r[1]}" for r in rows])
-    write_lines(folder / "image_sizes.txt", [f"{r[0]},{r[2][0]},{r[2][1]}" for r in rows])
-    write_lines(
-        folder / "localization.txt",
-        [f"{r[0]},{x0},{y0},{x1},{y1}" for r in rows for x0, y0, x1, y1 in r[3]],
-    )
-    return folder
-
-
 def save_map(folder: Path, image_id: str, array: np.ndarray) -> Path:
     path = folder / f"{image_id}.npy"
     path.parent.mkdir(parents=True, exist_ok=True)

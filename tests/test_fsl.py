@@ -5,7 +5,6 @@ in every class column, and the run end to end with its checkpoint scoring the sa
 from __future__ import annotations
 
 import functools
-import json
 
 import numpy as np
 import pytest
@@ -164,7 +163,7 @@ def test_fsl_trains_on_val_and_its_checkpoint_scores_the_same(tmp_path, capsys):
     the foreground head (strict load) and gives the run's numbers."""
     from omegaconf import OmegaConf
 
-    from tests.helpers import TINY, compose_config, evaluate_here
+    from tests.helpers import TINY, compose_config, rescore_checkpoint
     from wsol.evaluation.scoring import is_guess
     from wsol.pipeline import train_and_evaluate
 
@@ -180,16 +179,7 @@ def test_fsl_trains_on_val_and_its_checkpoint_scores_the_same(tmp_path, capsys):
     ckpt = run / "checkpoints" / "last.ckpt"
     hp = torch.load(ckpt, map_location="cpu", weights_only=True)["hyper_parameters"]
     assert hp["method"] == {"name": "fsl"}
-    code, err = evaluate_here(
-        [
-            f"ckpt={ckpt}",
-            f"paths.output_dir={tmp_path / 'eval'}",
-            *[a for a in TINY if a.startswith("data.")],
-        ],
-        capsys,
-    )
-    assert code == 0, err
-    again = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    again = rescore_checkpoint(ckpt, tmp_path / "eval", capsys)
     assert "cls_top1_err" not in again
     for key in ("gt_known_loc", "maxboxacc_v2", "pxap"):
         assert again[key] == metrics[key], key

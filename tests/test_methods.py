@@ -229,7 +229,9 @@ def test_method_trains_end_to_end(method, model, tmp_path):
 def test_method_on_an_undefined_network_is_one_line(tmp_path):
     from wsol.pipeline import train_and_evaluate
 
-    cfg = compose_config([*TINY, "method=adl", "model=googlenet_gap", f"paths.output_dir={tmp_path}"])
+    cfg = compose_config(
+        [*TINY, "method=adl", "model=googlenet_gap", f"paths.output_dir={tmp_path}"]
+    )
     with pytest.raises(WSOLError, match=r"^method=adl is not defined on model=googlenet_gap"):
         train_and_evaluate(cfg)
     assert not (tmp_path / "metrics.json").exists()

@@ -257,9 +257,8 @@ def test_method_trains_and_its_checkpoint_scores_the_same(method, tmp_path, caps
     """``wsol.run method=NAME`` end to end on the tiny network; ``wsol.evaluate ckpt=``
     rebuilds the network with the method's layers (strict load) and gives the run's
     numbers on the same maps."""
-    import json
 
-    from tests.helpers import TINY, compose_config, evaluate_here
+    from tests.helpers import TINY, compose_config, rescore_checkpoint
     from wsol.pipeline import train_and_evaluate
 
     run = tmp_path / "run"
@@ -275,15 +274,6 @@ def test_method_trains_and_its_checkpoint_scores_the_same(method, tmp_path, caps
     ckpt = run / "checkpoints" / "last.ckpt"
     hp = torch.load(ckpt, map_location="cpu", weights_only=True)["hyper_parameters"]
     assert hp["method"]["name"] == method
-    code, err = evaluate_here(
-        [
-            f"ckpt={ckpt}",
-            f"paths.output_dir={tmp_path / 'eval'}",
-            *[a for a in TINY if a.startswith("data.")],
-        ],
-        capsys,
-    )
-    assert code == 0, err
-    again = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    again = rescore_checkpoint(ckpt, tmp_path / "eval", capsys)
     for key in ("cls_top1_err", "gt_known_loc", "maxboxacc_v2"):
         assert again[key] == metrics[key], key

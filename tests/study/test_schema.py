@@ -62,7 +62,10 @@ def test_a_good_file_loads(tmp_path):
         ),
         ({"metrics": {"a": {"heading": 3}}}, "metrics.a.heading: expected a string, got 3"),
         ({"metrics": {}}, "metrics: expected"),
-        ({"figures": {"kind": "pies"}}, "figures.kind: expected one of 'gap_vs_gmp', 'methods', got 'pies'"),
+        (
+            {"figures": {"kind": "pies"}},
+            "figures.kind: expected one of 'gap_vs_gmp', 'methods', got 'pies'",
+        ),
         ({"name": "a b"}, "name: expected a string (letters, digits, _ . -), got 'a b'"),
         (
             {"published": {"r": {"gt_known_loc": [1]}}},

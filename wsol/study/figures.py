@@ -410,7 +410,9 @@ def _methods_figure(study: Study, runs: Sequence[Run], spec: FiguresSpec, path: 
                     "gt_boxes": s["gt_boxes"],
                     "caption": s["caption"],
                     "maps": {
-                        label: rows[j] for label, rows in per_row.items() if rows[j]["id"] == s["id"]
+                        label: rows[j]
+                        for label, rows in per_row.items()
+                        if rows[j]["id"] == s["id"]
                     },
                 }
                 for j, s in enumerate(first)
