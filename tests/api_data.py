@@ -14,16 +14,8 @@ import numpy as np
 import torch
 
 from tests import helpers
-from tests.helpers import write_lines
+from tests.helpers import BOX_ROWS, write_lines
 
-# id, label, (width, height), inclusive boxes x0,y0,x1,y1 (wsolevaluation's metadata)
-BOX_ROWS = [
-    ("001.Alpha/a_0001.jpg", 0, (100, 80), [(10, 20, 59, 69)]),
-    ("001.Alpha/a_0002.jpg", 0, (224, 224), [(30, 40, 150, 200), (160, 10, 220, 60)]),
-    ("002.Beta/b_0001.png", 1, (50, 60), [(5, 5, 44, 54)]),
-    ("002.Beta/b_0002.jpg", 1, (300, 200), [(150, 20, 290, 180)]),
-    ("003.Gamma/c_0001.jpg", 2, (64, 48), [(0, 0, 31, 23)]),
-]
 # id, (height, width) of its masks
 MASK_ROWS = [
     ("test/c0/x0.jpg", (40, 60)),

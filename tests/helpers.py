@@ -136,6 +136,16 @@ def write_lines(path: Path, lines: list[str]) -> None:
     path.write_text("".join(f"{line}\n" for line in lines))
 
 
+#: small wsolevaluation box metadata: id, label, (width, height), inclusive boxes x0,y0,x1,y1
+BOX_ROWS = [
+    ("001.Alpha/a_0001.jpg", 0, (100, 80), [(10, 20, 59, 69)]),
+    ("001.Alpha/a_0002.jpg", 0, (224, 224), [(30, 40, 150, 200), (160, 10, 220, 60)]),
+    ("002.Beta/b_0001.png", 1, (50, 60), [(5, 5, 44, 54)]),
+    ("002.Beta/b_0002.jpg", 1, (300, 200), [(150, 20, 290, 180)]),
+    ("003.Gamma/c_0001.jpg", 2, (64, 48), [(0, 0, 31, 23)]),
+]
+
+
 def write_box_metadata(folder: Path, rows) -> Path:
     """wsolevaluation box metadata in ``folder``; rows: (id, label, (width, height),
     [inclusive boxes x0,y0,x1,y1])."""

@@ -17,6 +17,7 @@ import torch
 
 from tests.conftest import SHARED_DATA
 from tests.helpers import (
+    BOX_ROWS,
     TINY,
     compose_config,
     evaluate_here,
@@ -98,14 +99,6 @@ def last_line(text: str) -> str:
 
 
 # ---- mode 2: score maps on disk ----------------------------------------------------------
-# id, label, (width, height), inclusive boxes
-BOX_ROWS = [
-    ("001.Alpha/a_0001.jpg", 0, (100, 80), [(10, 20, 59, 69)]),
-    ("001.Alpha/a_0002.jpg", 0, (224, 224), [(30, 40, 150, 200), (160, 10, 220, 60)]),
-    ("002.Beta/b_0001.png", 1, (50, 60), [(5, 5, 44, 54)]),
-    ("002.Beta/b_0002.jpg", 1, (300, 200), [(150, 20, 290, 180)]),
-    ("003.Gamma/c_0001.jpg", 2, (64, 48), [(0, 0, 31, 23)]),
-]
 
 
 def box_maps() -> list[np.ndarray]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -191,3 +192,10 @@ def mixed_state(net: nn.Module) -> None:
         if isinstance(m, nn.BatchNorm2d):
             m.eval()
             break
+
+
+#: the devices a map maker is checked on (the GPU one skipped without a GPU)
+DEVICES = [
+    "cpu",
+    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU")),
+]

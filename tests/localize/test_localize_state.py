@@ -10,6 +10,7 @@ from wsol.localize import Backprop, GradCAM
 from wsol.localize.hooks import forward_hook, frozen_for_grad
 
 from .nets import (
+    DEVICES,
     Boom,
     FCHeadNet,
     GapNet,
@@ -85,12 +86,6 @@ def test_forward_hook_removed_on_error():
         assert hooks_left(net) == ["features.0._forward_hooks"]
         raise Boom()
     assert not hooks_left(net)
-
-
-DEVICES = [
-    "cpu",
-    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU")),
-]
 
 
 @pytest.mark.parametrize("device", DEVICES)

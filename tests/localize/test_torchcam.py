@@ -17,6 +17,7 @@ from wsol.localize import CAM, GradCAM, TorchCAM
 from wsol.localize.torchcam import METHODS, _Replay
 
 from .nets import (
+    DEVICES,
     Boom,
     FCHeadNet,
     GapNet,
@@ -322,12 +323,6 @@ def test_the_config_builds_the_localizer():
     built = instantiate(cfg.localizer)
     assert isinstance(built, TorchCAM) and built.name == "torchcam-iscam"
     assert (built.max_batch, built.needs_grad, built.needs_images) == (2, False, True)
-
-
-DEVICES = [
-    "cpu",
-    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU")),
-]
 
 
 @pytest.mark.parametrize("device", DEVICES)

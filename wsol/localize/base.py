@@ -115,3 +115,26 @@ class Localizer:
             )
         device = batch.device if batch is not None else classes.device
         return classes.to(device=device, dtype=torch.long)
+
+
+def resolve_layer(net: nn.Module, layer: str | None) -> nn.Module:
+    """The module named ``layer`` (dotted) in ``net``, or ``net.gradcam_layer`` when
+    ``layer`` is None: the one lookup of ``localizer.layer`` for every map maker that
+    reads a layer (Grad-CAM, torchcam's methods); one-line errors naming the value."""
+    what = getattr(net, "name", type(net).__name__)
+    if layer is None:
+        module = getattr(net, "gradcam_layer", None)
+        if module is None:
+            raise WSOLError(
+                f"model {what} names no Grad-CAM layer; "
+                "set localizer.layer=NAME (a dotted module name such as features.28)"
+            )
+        return module
+    try:
+        return net.get_submodule(layer)
+    except AttributeError:
+        names = [n for n, _ in net.named_modules() if n]
+        raise WSOLError(
+            f"localizer.layer={layer!r} is no module of model {what} "
+            f"(its last modules: {', '.join(names[-8:])})"
+        ) from None

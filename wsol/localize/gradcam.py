@@ -57,7 +57,7 @@ import torch
 from torch import nn
 
 from wsol.errors import WSOLError
-from wsol.localize.base import Localizer
+from wsol.localize.base import Localizer, resolve_layer
 from wsol.localize.hooks import forward_hook, plain, unique_pairs
 
 
@@ -106,23 +106,7 @@ class GradCAM(Localizer):
     # ---- which layer ----------------------------------------------------------------------
     def resolve(self, net: nn.Module) -> nn.Module:
         """The module named ``layer`` in ``net`` (or ``net.gradcam_layer``)."""
-        if self.layer is None:
-            module = getattr(net, "gradcam_layer", None)
-            if module is None:
-                raise WSOLError(
-                    f"model {getattr(net, 'name', type(net).__name__)} names no Grad-CAM layer; "
-                    "set localizer.layer=NAME (a dotted module name such as features.28)"
-                )
-            return module
-        try:
-            return net.get_submodule(self.layer)
-        except AttributeError:
-            names = [n for n, _ in net.named_modules() if n]
-            hint = ", ".join(names[-8:])
-            raise WSOLError(
-                f"localizer.layer={self.layer!r} is no module of model "
-                f"{getattr(net, 'name', type(net).__name__)} (its last modules: {hint})"
-            ) from None
+        return resolve_layer(net, self.layer)
 
     def maps(self, net, images, features, classes) -> torch.Tensor:
         module = self.resolve(net)

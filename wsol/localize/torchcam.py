@@ -81,7 +81,7 @@ import torch
 from torch import nn
 
 from wsol.errors import WSOLError
-from wsol.localize.base import Localizer
+from wsol.localize.base import Localizer, resolve_layer
 from wsol.localize.hooks import frozen_for_grad, plain
 
 __all__ = ["METHODS", "TorchCAM"]
@@ -331,29 +331,17 @@ class TorchCAM(Localizer):
 
     # ---- which layer ----------------------------------------------------------------------
     def resolve(self, net: nn.Module) -> tuple[nn.Module, str]:
-        """The layer's module and its dotted name in ``net``."""
-        what = getattr(net, "name", type(net).__name__)
-        if self.layer is None:
-            module = getattr(net, "gradcam_layer", None)
-            if module is None:
-                raise WSOLError(
-                    f"model {what} names no Grad-CAM layer; set localizer.layer=NAME "
-                    "(a dotted module name such as features.28)"
-                )
-            name = next((n for n, m in net.named_modules() if m is module and n), None)
-            if name is None:
-                raise WSOLError(
-                    f"model {what}: its gradcam_layer is no submodule; set localizer.layer=NAME"
-                )
-            return module, name
-        try:
-            return net.get_submodule(self.layer), self.layer
-        except AttributeError:
-            names = [n for n, _ in net.named_modules() if n]
+        """The layer's module (`resolve_layer`) and its dotted name in ``net``."""
+        module = resolve_layer(net, self.layer)
+        if self.layer is not None:
+            return module, self.layer
+        name = next((n for n, m in net.named_modules() if m is module and n), None)
+        if name is None:
+            what = getattr(net, "name", type(net).__name__)
             raise WSOLError(
-                f"localizer.layer={self.layer!r} is no module of model {what} "
-                f"(its last modules: {', '.join(names[-8:])})"
-            ) from None
+                f"model {what}: its gradcam_layer is no submodule; set localizer.layer=NAME"
+            )
+        return module, name
 
     # ---- the maps -------------------------------------------------------------------------
     def maps(self, net, images, features, classes) -> torch.Tensor:
