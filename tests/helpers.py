@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -170,3 +171,24 @@ def rescore_checkpoint(ckpt: Path, out: Path, capsys) -> dict:
     )
     assert code == 0, err
     return json.loads((out / "metrics.json").read_text())
+
+
+def run_wsol_here(args: list[str]) -> None:
+    """`wsol.run.main` on ``args`` as its command line (``-m ...`` for a multirun such
+    as a search), in this process (a fresh interpreter costs 10-20 s of imports here);
+    Hydra's global state and the logging it configured are put back after."""
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+
+    from wsol.run import main
+
+    handlers, level, argv = logging.root.handlers[:], logging.root.level, sys.argv
+    sys.argv = ["wsol.run", *args]
+    try:
+        main()
+    finally:
+        sys.argv = argv
+        HydraConfig.instance().cfg = None
+        GlobalHydra.instance().clear()
+        logging.root.handlers[:] = handlers
+        logging.root.setLevel(level)

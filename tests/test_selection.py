@@ -11,9 +11,7 @@ search and the test of its best trial through the real CLI, in subprocesses."""
 from __future__ import annotations
 
 import json
-import logging
 import math
-import sys
 from pathlib import Path
 
 import optuna
@@ -30,7 +28,7 @@ from optuna.distributions import (
 from optuna.trial import TrialState
 
 from tests.data.tiny_datasets import write_openimages, write_wsol_boxes
-from tests.helpers import CONF, TINY, compose_config, run_cli
+from tests.helpers import CONF, TINY, compose_config, run_cli, run_wsol_here
 from wsol.data.synthetic import SyntheticWSOL
 from wsol.data.wsol_metadata import WSOLMetadataDataset
 from wsol.errors import WSOLError
@@ -64,33 +62,13 @@ def _metrics(folder: Path) -> dict:
     return json.loads((folder / "metrics.json").read_text())
 
 
-def _run_here(args: list[str]) -> None:
-    """`wsol.run.main` on ``args`` as its command line, in this process; Hydra's global
-    state and the logging it configured are put back after."""
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.hydra_config import HydraConfig
-
-    from wsol.run import main
-
-    handlers, level, argv = logging.root.handlers[:], logging.root.level, sys.argv
-    sys.argv = ["wsol.run", *args]
-    try:
-        main()
-    finally:
-        sys.argv = argv
-        HydraConfig.instance().cfg = None
-        GlobalHydra.instance().clear()
-        logging.root.handlers[:] = handlers
-        logging.root.setLevel(level)
-
-
 @pytest.fixture(scope="module")
 def search(tmp_path_factory) -> Path:
     """A finished 2-trial CAM search on the tiny synthetic data: `wsol.run.main` on the
     command line of ``python -m wsol.run -m hparams_search=cam`` (test_the_cli_search
     runs it in a subprocess)."""
     sweep = tmp_path_factory.mktemp("search") / "cam"
-    _run_here(["-m", *SEARCH, "search_trials=2", f"hydra.sweep.dir={sweep}"])
+    run_wsol_here(["-m", *SEARCH, "search_trials=2", f"hydra.sweep.dir={sweep}"])
     return sweep
 
 
@@ -120,7 +98,7 @@ def test_the_trials_score_the_val_split_only(search):
 
 def test_a_rerun_resumes_the_study_and_the_best_trial_is_tested_once(search):
     before = {n: (search / f"trial_{n}" / "metrics.json").stat().st_mtime_ns for n in (0, 1)}
-    _run_here(["-m", *SEARCH, "search_trials=3", f"hydra.sweep.dir={search}"])
+    run_wsol_here(["-m", *SEARCH, "search_trials=3", f"hydra.sweep.dir={search}"])
     trials = _study(search).get_trials(states=(TrialState.COMPLETE,))
     assert [t.number for t in trials] == [0, 1, 2]  # one more trial, not three
     after = {n: (search / f"trial_{n}" / "metrics.json").stat().st_mtime_ns for n in (0, 1)}
@@ -168,7 +146,7 @@ def test_a_resumed_search_draws_what_an_uninterrupted_one_would(make):
 # ---- the guard rails -------------------------------------------------------------------
 def test_a_sweeper_that_optimises_test_numbers_is_refused(capsys, tmp_path):
     with pytest.raises(SystemExit) as e:
-        _run_here(["-m", "hydra/sweeper=optuna", *TINY, f"hydra.sweep.dir={tmp_path}"])
+        run_wsol_here(["-m", "hydra/sweeper=optuna", *TINY, f"hydra.sweep.dir={tmp_path}"])
     assert e.value.code == 2
     err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error:")]
     assert len(err) == 1 and "selects on the test split" in err[0] and "hparams_search" in err[0]

@@ -42,6 +42,21 @@ def dry_run_report(study: Study, runs: Sequence[Run], runs_dir: Path, launcher, 
             if r.done and fewer:
                 state += f" (made without: {' '.join(fewer)})"
             lines.append(f"  {r.name:<48} {state}")
+        if sweep.search is not None:  # search-then-test cells: each its own commands
+            from wsol.study.search import finished_trials, search_command, selection_command
+
+            for r in mine:
+                if r.done:
+                    continue
+                lines.append(
+                    f"  cell {r.name}: {finished_trials(r)}/{sweep.search.trials} trials; would run:"
+                )
+                for cmd in (
+                    search_command(sweep, r, launcher, extra),
+                    selection_command(sweep, r, extra),
+                ):
+                    lines.append("    " + shlex.join(["python", *cmd[1:]]))
+            continue
         if any(not r.done for r in mine):
             lines.append(
                 "  would run: "

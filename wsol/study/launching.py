@@ -1,4 +1,5 @@
-"""Launching: one Hydra multirun of ``wsol.run`` per sweep that has unfinished runs.
+"""Launching: one Hydra multirun of ``wsol.run`` per sweep that has unfinished runs (a
+search sweep's cells: `wsol.study.search.launch_cells`).
 
 Every job gets ``++skip_done=true``, which makes `wsol.pipeline.train_and_evaluate`
 return a finished run's metrics at once, so a sweep with some finished runs lists them
@@ -103,6 +104,11 @@ def launch(
             if not mine:
                 continue
         todo = [r for r in mine if not r.done]
+        if sweep.search is not None and todo:  # search-then-test cells, one by one
+            from wsol.study.search import launch_cells
+
+            failures += launch_cells(study, sweep, mine, launcher, extra)
+            continue
         if not todo:
             print(
                 f"[study {study.name}] sweep {sweep.name}: all {len(mine)} runs finished",

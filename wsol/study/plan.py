@@ -159,6 +159,16 @@ def _compose_error(where: str, e: Exception) -> WSOLError:
     return WSOLError(f"{where}: {type(e).__name__}: {msg}")
 
 
+def search_settings(overrides: Sequence[str]) -> list[str]:
+    """``overrides`` without those in Hydra's sweep syntax (``interval(...)``,
+    ``range(...)``, ``choice(...)``, ``a,b``): a search cell's additions to its search
+    space, which only the sweeper reads."""
+    from wsol.cli import parse_overrides
+
+    sweeps = {i for i, o in enumerate(parse_overrides(list(overrides))) if o.is_sweep_override()}
+    return [o for i, o in enumerate(overrides) if i not in sweeps]
+
+
 def expand_runs(study: Study, runs_dir: Path) -> list[Run]:
     """Every run of the study, in sweep order, named by composing its config."""
     from omegaconf import OmegaConf
@@ -183,16 +193,21 @@ def expand_runs(study: Study, runs_dir: Path) -> list[Run]:
                 where = f"{study.path}: sweep {sweep.name!r} run {' '.join(own)}"
                 try:
                     check_overrides(overrides)
-                    key = tuple(o for o in overrides if not (by_seed and o.startswith("seed=")))
+                    # a search cell's search space given as sweep syntax (``x=interval(1,96)``)
+                    # is the sweeper's business: the run's config is composed without it
+                    plain = search_settings(overrides) if sweep.search else overrides
+                    key = tuple(o for o in plain if not (by_seed and o.startswith("seed=")))
                     cfg = composed.get(key)
                     if cfg is None:
                         cfg = composer.compose(
-                            [*overrides, f"hydra.sweep.subdir={render_value(study.run_name)}"]
+                            [*plain, f"hydra.sweep.subdir={render_value(study.run_name)}"]
                         )
                         composed[key] = cfg
                     if by_seed:
                         cfg.seed = int(combo[keys.index("seed")])
                     name = str(cfg.hydra.sweep.subdir)
+                    if sweep.search is not None:  # a search cell: not the default run
+                        name += f"-search{sweep.search.trials}"
                     choices = cfg.hydra.runtime.choices
                     identity = {
                         "model": str(OmegaConf.select(cfg, "model.name", default="?")),
@@ -208,7 +223,7 @@ def expand_runs(study: Study, runs_dir: Path) -> list[Run]:
                         k: OmegaConf.select(cfg, k, default=None, throw_on_resolution_failure=False)
                         for k in select_keys
                     }
-                    settings = {**parse(study.settings.values()), **parse(overrides)}
+                    settings = {**parse(study.settings.values()), **parse(plain)}
                     expected = {
                         k: v
                         for k in settings

@@ -25,7 +25,13 @@ from wsol.study.schema import NONEMPTY, Check, build, doc, key_path, matches
 
 DEFAULT_RUN_NAME = "${model.name}-${pool.name}-${hydra.runtime.choices.localizer}-s${seed}"
 
-Override = Annotated[str, Check(lambda v: "=" in v, "an override, key=value")]
+Override = Annotated[
+    str,
+    Check(
+        lambda v: "=" in v or (v.startswith("~") and len(v) > 1),
+        "an override, key=value or ~key",
+    ),
+]
 #: a list of "key=value" overrides, or a mapping key -> value
 Overrides = list[Override] | dict[str, Any]
 Values = Annotated[Any, Check(lambda v: v != [], "a value or a non-empty list of values")]
@@ -45,6 +51,20 @@ class SourceSpec:
 
 
 @dataclass
+class SearchSpec:
+    trials: Annotated[int, Check(lambda v: v >= 1, "at least 1")] = field(
+        metadata=doc("the search's budget: random trials per cell (the paper's 30)")
+    )
+    rerun: bool = field(
+        default=False,
+        metadata=doc(
+            "test the best trial's config trained again instead of its checkpoint "
+            "(python -m wsol.selection --rerun)"
+        ),
+    )
+
+
+@dataclass
 class SweepSpec:
     name: str | None = field(
         default=None, metadata=doc("the sweep's name (rows may select on it); default sweepN")
@@ -54,6 +74,14 @@ class SweepSpec:
     )
     fixed: Overrides = field(
         default_factory=list, metadata=doc("this sweep's own overrides (or a mapping key -> value)")
+    )
+    search: SearchSpec | None = field(
+        default=None,
+        metadata=doc(
+            "search-then-test cells (wsolevaluation's selection protocol, docs/SELECTION.md): "
+            "each run of the sweep is a search (hparams_search=NAME, swept or fixed) of "
+            "`trials` trials scored on val, then one test of its best trial"
+        ),
     )
 
 
@@ -162,6 +190,7 @@ class Sweep:
     name: str
     sweep: dict[str, list]  # key -> values (the cartesian product)
     fixed: dict[str, str]  # key -> the override as given ("key=value")
+    search: SearchSpec | None = None  # search-then-test cells (wsol.study.search)
 
 
 @dataclass
@@ -258,7 +287,12 @@ def _sweeps(spec: StudyFile, study: Study) -> list[Sweep]:
         name = s.name or f"sweep{i}"
         if any(x.name == name for x in out):
             raise WSOLError(f"{where}.name: {name!r} is used by another sweep")
-        out.append(Sweep(name=name, sweep=sweep, fixed=fixed))
+        if s.search is not None and "hparams_search" not in {**sweep, **fixed}:
+            raise WSOLError(
+                f"{where}.search: a search sweep chooses its search space, "
+                "hparams_search=NAME (conf/hparams_search/), in fixed or sweep"
+            )
+        out.append(Sweep(name=name, sweep=sweep, fixed=fixed, search=s.search))
     return out
 
 

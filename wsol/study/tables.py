@@ -16,6 +16,7 @@ from wsol.io import write_csv, write_text
 from wsol.report import tables
 from wsol.study.launching import SKIP_DONE, sweep_command
 from wsol.study.plan import Run, drift, matches
+from wsol.study.search import search_command, selection_command, selection_table
 from wsol.study.spec import Study
 
 
@@ -190,6 +191,7 @@ def markdown(
             "rerun them): " + ", ".join(stale)
         )
     lines += [f"- {n}" for n in notes] + [""]
+    lines += selection_table(study, runs)
     if figures or figure_text:
         lines += ["## Figures", ""]
         if figure_text:
@@ -201,6 +203,9 @@ def markdown(
     lines += ["|---|:---:|---|"]
     for sweep in study.sweeps:
         mine = [r for r in runs if r.sweep == sweep.name]
+        if sweep.search is not None:  # search-then-test cells: each its own two commands
+            lines += [_cell_line(sweep, r, runs_dir, results_dir) for r in mine]
+            continue
         cmd = sweep_command(study, sweep, runs_dir, python="python")
         cmd = [c.replace(str(runs_dir), display(runs_dir, results_dir)) for c in cmd]
         cmd = [c for c in cmd if c != SKIP_DONE]
@@ -214,6 +219,20 @@ def markdown(
         lines += ["", f"Not finished: {shown}{more}."]
     lines.append("")
     return "\n".join(lines)
+
+
+def _cell_line(sweep, run: Run, runs_dir: Path, results_dir: Path) -> str:
+    """A search cell's row of the Runs table: its search, then its test."""
+    shown = display(runs_dir, results_dir)
+    cmds = [
+        shlex.join(c).replace(str(runs_dir), shown)
+        for c in (
+            search_command(sweep, run, python="python"),
+            selection_command(sweep, run, python="python"),
+        )
+    ]
+    state = "1/1" if run.done else "0/1"
+    return f"| {sweep.name}: {run.name} | {state} | `{cmds[0]}`, then `{cmds[1]}` |"
 
 
 def long_csv(study: Study, runs: Sequence[Run]):
