@@ -54,7 +54,7 @@ def test_a_good_file_loads(tmp_path):
         ({"rows": [{"label": "r", "metrics": "gt_known_loc"}]}, "rows[0].metrics: expected a list"),
         (
             {"sweeps": [{"fixed": ["model"]}]},
-            "sweeps[0].fixed[0]: expected a string (an override, key=value), got 'model'",
+            "sweeps[0].fixed[0]: expected a string (an override, key=value or ~key), got 'model'",
         ),
         (
             {"sweeps": [{"sweep": {"model": []}}]},
