@@ -254,6 +254,7 @@ def evaluate_network(
         figure_images=int(cfg.get("figure_images", 16)),
         class_names=dm.class_names,
     )
+    t_test = time.perf_counter()
     try:
         eval_trainer.test(module, datamodule=dm, verbose=False)
     except BaseException:
@@ -264,6 +265,13 @@ def evaluate_network(
         write_csv(out / "curves.csv", curves)
     metrics = dict(module.results)
     metrics.update(extra)
+    # the test pass's wall time (forward passes, maps, boxes, scoring, figure) per image:
+    # what a map maker costs (the study of the post-hoc map makers reports it)
+    test_seconds = time.perf_counter() - t_test
+    metrics["test_seconds"] = round(test_seconds, 2)
+    n_test = len(dm.dataset("test"))
+    if n_test:
+        metrics["test_seconds_per_image"] = round(test_seconds / n_test, 4)
     if logger:
         logger.log_metrics({f"test/{k}": v for k, v in metrics.items()})
     torch.set_grad_enabled(True)

@@ -3,6 +3,7 @@
 The file follows the lightning-hydra-template convention: its first line is
 ``# @package _global_``, a ``defaults:`` list chooses config groups (``- override /data:
 cub``) and the other keys set config values (``trainer: {max_epochs: 50}``).
+It may start from another experiment (a defaults entry ``- OTHER``).
 ``python -m wsol.run experiment=NAME`` applies it, and so does every job a study
 launches (``experiment=NAME`` first on its command line, so a sweep's own overrides
 win, as on any command line).
@@ -73,13 +74,20 @@ def _group(entry: Any, where: str) -> tuple[str, Any] | None:
             return group, choice
     raise WSOLError(
         f"{where}: {entry!r}: a study reads only `- override /GROUP: CHOICE` entries "
-        f"(GROUP a folder of conf/) and _self_"
+        f"(GROUP a folder of conf/), another experiment's name and _self_"
     )
 
 
-def load_experiment(name: str, where: str, folder: Path = EXPERIMENT_DIR) -> Experiment:
+def load_experiment(
+    name: str, where: str, folder: Path = EXPERIMENT_DIR, _within: tuple[str, ...] = ()
+) -> Experiment:
     """The experiment ``name`` (conf/experiment/NAME.yaml); `WSOLError` starting with
-    ``where`` (the study file and key) when it does not exist or cannot be read."""
+    ``where`` (the study file and key) when it does not exist or cannot be read. A
+    defaults entry naming another experiment (``- methods_synthetic``) contributes that
+    experiment's settings first; the file's own keys come after them (Hydra puts
+    ``_self_`` last)."""
+    if name in _within:
+        raise WSOLError(f"{where}: {name!r}: experiments include each other in a cycle")
     path = folder / f"{name}.yaml"
     if not path.is_file():
         valid = ", ".join(experiment_names(folder)) or "none"
@@ -99,6 +107,11 @@ def load_experiment(name: str, where: str, folder: Path = EXPERIMENT_DIR) -> Exp
     if not isinstance(defaults, list):
         raise WSOLError(f"{path}: defaults: expected a list, got {defaults!r}")
     for i, entry in enumerate(defaults):
+        if isinstance(entry, str) and entry != "_self_":  # another experiment of the group
+            base = load_experiment(entry, f"{path}: defaults[{i}]", folder, (*_within, name))
+            settings.update(base.settings)
+            groups |= base.groups
+            continue
         chosen = _group(entry, f"{path}: defaults[{i}]")
         if chosen is not None:
             group, choice = chosen

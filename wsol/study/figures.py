@@ -1,7 +1,7 @@
 """The figures of a study, the kind a paper shows, and `write_figures`, which reads a
 study's runs for them. A methods study (``figures.kind: methods``) gets one figure: each
-table row's map on the same test images (``NAME_cams.png``, `cam_pairs` with one row per
-table row). A GAP-vs-GMP study (`gap_vs_gmp` and its twins) gets three:
+table row's map, by the row's own map maker and network, on the same test images
+(``NAME_cams.png``, `cam_pairs` with one row per table row). A GAP-vs-GMP study (`gap_vs_gmp` and its twins) gets three:
 
 - `cam_pairs` (``NAME_cams.png``): the same test images with the CAM of a GAP network and
   of its GMP twin, side by side, the ground-truth box (green) and the predicted box (red);
@@ -31,6 +31,7 @@ import matplotlib.pyplot as plt
 import matplotlib.ticker
 import numpy as np
 
+from wsol.errors import WSOLError
 from wsol.io import write_csv
 from wsol.report.figures import GT_COLOR, PRED_COLOR, save_figure
 from wsol.study.boxes import (
@@ -295,10 +296,24 @@ def _box_frames(runs: Sequence[Run]):
     return pd.concat(frames, ignore_index=True) if frames else None
 
 
-def cam_samples(run: Run, n: int) -> list[dict]:
-    """The first ``n`` test images of ``run``'s data with the CAM of the ground-truth
-    class of ``run``'s checkpoint, normalised to [0, 1] at the image's size, its box (the
-    paper's: 20% of the max, largest component) and the box's IoU."""
+def run_weights(run: Run) -> Path | None:
+    """The network a finished run evaluated: its own checkpoint, or for an evaluation
+    run (``train=false``) the checkpoint its ``model.weights`` names; None when absent."""
+    own = run.folder / "checkpoints" / "last.ckpt"
+    if own.is_file():
+        return own
+    weights = run.resolved.get("model", {}).get("weights") if run.resolved is not None else None
+    if isinstance(weights, str) and weights.endswith(".ckpt") and Path(weights).is_file():
+        return Path(weights)
+    return None
+
+
+def cam_samples(run: Run, n: int, own_localizer: bool = False) -> list[dict]:
+    """The first ``n`` test images of ``run``'s data with the map of the ground-truth
+    class of ``run``'s network (`run_weights`), normalised to [0, 1] at the image's size,
+    its box (the paper's: 20% of the max, largest component) and the box's IoU. The map
+    is the CAM, or with ``own_localizer`` the run's own map maker (``localizer`` of its
+    config.yaml: Grad-CAM, Score-CAM, ...)."""
     import torch
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
@@ -308,15 +323,19 @@ def cam_samples(run: Run, n: int) -> list[dict]:
     from wsol.localize.cam import CAM
     from wsol.report.figures import cam_sample
 
-    net, _ = load_network(run.folder / "checkpoints" / "last.ckpt")
+    weights = run_weights(run)
+    if weights is None:
+        raise WSOLError(f"{run.folder}: no checkpoint to draw its maps from")
+    net, _ = load_network(weights)
     cfg = OmegaConf.load(run.folder / "config.yaml")
     dm = instantiate(cfg.data, num_workers=0, persistent_workers=False, pin_memory=False)
     ds = dm.dataset("test")
     batch = collate([ds[i] for i in range(min(n, len(ds)))])
     names = dm.class_names
+    localizer = instantiate(cfg.localizer) if own_localizer else CAM()
     with torch.no_grad():
         f = net.forward_features(batch["image"])
-        maps = CAM()(net, batch["image"], f, batch["label"][:, None])
+    maps = localizer(net, batch["image"], f, batch["label"][:, None]).detach().float()
     out = []
     for b in range(maps.shape[0]):
         sample = cam_sample(batch["image"][b], maps[b, 0], batch["size"][b], net.mean, net.std)
@@ -379,8 +398,10 @@ def _cam_figure(spec: FiguresSpec, cam_runs: Sequence[Run], path: Path) -> str |
 
 def _methods_figure(study: Study, runs: Sequence[Run], spec: FiguresSpec, path: Path) -> str | None:
     """NAME_cams.png of a methods study: one row per table row that has a finished run of
-    the spec's seed with a checkpoint (its map of the ground-truth class, by the run's own
-    network: ACoL's two branches, SPG's class map, FSL's foreground), the same test
+    the spec's seed with a network to load (its own checkpoint, or the ``model.weights``
+    an evaluation run scored): the map of the ground-truth class by the run's own map
+    maker (``localizer``) on the run's own network (ACoL's two branches, SPG's class map,
+    FSL's foreground; Grad-CAM, Score-CAM, ... for a study of map makers), the same test
     images in the columns; its caption, when the file exists."""
     from wsol.study.plan import matches
 
@@ -392,9 +413,8 @@ def _methods_figure(study: Study, runs: Sequence[Run], spec: FiguresSpec, path: 
                 for r in runs
                 if matches(r, row.where)
                 and r.identity["seed"] == spec.seed
-                and r.identity["localizer"] == "cam"
                 and r.done
-                and (r.folder / "checkpoints" / "last.ckpt").is_file()
+                and run_weights(r) is not None
             ),
             None,
         )
@@ -402,7 +422,10 @@ def _methods_figure(study: Study, runs: Sequence[Run], spec: FiguresSpec, path: 
             chosen[row.label] = run
     if chosen:
         try:
-            per_row = {label: cam_samples(run, spec.images) for label, run in chosen.items()}
+            per_row = {
+                label: cam_samples(run, spec.images, own_localizer=True)
+                for label, run in chosen.items()
+            }
             first = next(iter(per_row.values()))
             samples = [
                 {
