@@ -102,6 +102,22 @@ def test_an_unknown_experiment_lists_the_real_ones(compose):
         load_experiment("nope", "x.yaml: experiment")
 
 
+def test_an_experiment_may_start_from_another(tmp_path):
+    """``defaults: [- OTHER]`` gives OTHER's settings first, the file's own after them
+    (as Hydra composes it: posthoc_maps is methods_synthetic with fewer test images)."""
+    posthoc = load_experiment("posthoc_maps", "x.yaml: experiment")
+    base = load_experiment("methods_synthetic", "x.yaml: experiment")
+    assert posthoc.groups == base.groups
+    assert posthoc.settings == {
+        **base.settings,
+        "data.dataset.test_size": "data.dataset.test_size=100",
+    }
+    (tmp_path / "a.yaml").write_text("# @package _global_\ndefaults:\n  - b\n")
+    (tmp_path / "b.yaml").write_text("# @package _global_\ndefaults:\n  - a\n")
+    with pytest.raises(WSOLError, match="'a': experiments include each other in a cycle"):
+        load_experiment("a", "x.yaml: experiment", folder=tmp_path)
+
+
 def test_wsol_run_takes_an_experiment():
     r = run_cli("wsol.run", ["experiment=gap_vs_gmp", "--cfg", "job"])
     assert r.returncode == 0, r.stderr[-2000:]
