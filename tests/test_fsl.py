@@ -72,6 +72,32 @@ def test_train_batches_carry_the_foreground_only_when_asked():
     assert "foreground" not in next(iter(_module("boxes").val_dataloader()))
 
 
+def test_a_holdout_splits_the_trained_on_split_into_train_and_val():
+    """``holdout`` (the FSL search's): the val split trained on is cut into two disjoint
+    parts by one fixed permutation, val the held-out fraction; test stays whole."""
+
+    def ids(dm, stage):
+        ds = dm.dataset(stage)
+        return [ds[i]["id"] for i in range(len(ds))]
+
+    whole = _module("foreground")
+    assert ids(whole, "train") == ids(whole, "val")
+    dm = _module("foreground", holdout=0.5)
+    train, val = ids(dm, "train"), ids(dm, "val")
+    assert len(train) == len(val) == 3 and not set(train) & set(val)
+    assert sorted(train + val) == sorted(ids(whole, "val"))
+    assert ids(_module("foreground", holdout=0.5), "val") == val  # the same parts again
+    assert ids(_module("foreground", holdout=0.5, holdout_seed=1), "val") != val
+    assert len(dm.dataset("test")) == 6 and dm.dataset("val").num_classes == 3
+    assert [dm.eval_view("train")[i]["id"] for i in range(3)] == train
+    with pytest.raises(WSOLError, match=r"^data.holdout=0.5: holds out part of a split that"):
+        _module("labels", holdout=0.5, train_split="train")
+    with pytest.raises(WSOLError, match=r"^data.holdout=0.05: holds out 0 of the 6 images"):
+        _module("foreground", holdout=0.05).dataset("val")
+    with pytest.raises(WSOLError, match=r"^data.holdout=1.0: must be in \[0, 1\)"):
+        _module("foreground", holdout=1.0)
+
+
 def test_a_bad_train_targets_is_one_line():
     with pytest.raises(WSOLError, match=r"^data.train_targets='mask': must be one of labels, "):
         _module("mask")

@@ -132,6 +132,26 @@ class SeededDataset(Dataset):
             return self.dataset[index]
 
 
+class HeldOut(Dataset):
+    """The items ``indices`` of ``dataset`` (a part of one split; `WSOLDataModule`'s
+    ``holdout``); every other attribute is the whole data set's (classes, annotation
+    kind)."""
+
+    def __init__(self, dataset: Dataset, indices: Sequence[int]):
+        self.dataset, self.indices = dataset, [int(i) for i in indices]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i):
+        return self.dataset[self.indices[i]]
+
+    def __getattr__(self, name: str):
+        if name in ("dataset", "indices"):  # not set yet (unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+
 def resume_position(trainer) -> tuple[int, int]:
     """(epoch, batches of it already trained) where ``trainer.fit`` goes on: (0, 0) for a
     fresh run; after a restored checkpoint the fit loop's counters say where it stopped."""
@@ -169,6 +189,8 @@ class WSOLDataModule(pl.LightningDataModule):
         name: str = "data",
         seed: int | None = None,
         train_targets: str = "labels",
+        holdout: float = 0.0,
+        holdout_seed: int = 0,
     ):
         super().__init__()
         self.dataset_factory = dataset
@@ -192,6 +214,17 @@ class WSOLDataModule(pl.LightningDataModule):
                 f"data.train_targets={train_targets!r}: must be one of {', '.join(TRAIN_TARGETS)}"
             )
         self.train_targets = train_targets
+        # a split that is both train and val (method=fsl trains on val): the fraction of
+        # it kept out of training and used as val (selection), drawn once by holdout_seed
+        holdout = float(holdout)
+        if not 0.0 <= holdout < 1.0:
+            raise WSOLError(f"data.holdout={holdout}: must be in [0, 1)")
+        if holdout and train_split != val_split:
+            raise WSOLError(
+                f"data.holdout={holdout}: holds out part of a split that is both train and "
+                f"val, but data.train_split={train_split} and data.val_split={val_split}"
+            )
+        self.holdout, self.holdout_seed = holdout, int(holdout_seed)
         self.name = name
         # the training order's seed; None: the run's seed (pl.seed_everything's PL_GLOBAL_SEED)
         self.seed = seed
@@ -222,8 +255,23 @@ class WSOLDataModule(pl.LightningDataModule):
                 raise WSOLError(
                     f"data set {self.name}: the {split} split is empty; check data.root and the split's files"
                 )
-            self._datasets[stage] = ds
+            self._datasets[stage] = self._part(stage, ds)
         return self._datasets[stage]
+
+    def _part(self, stage: str, ds: Dataset) -> Dataset:
+        """``ds`` itself, or with ``holdout`` its part for ``stage``: val the held-out
+        ``round(holdout * n)`` images of one fixed permutation, train the others."""
+        if not self.holdout or stage == "test":
+            return ds
+        n = len(ds)
+        k = round(self.holdout * n)
+        if not 0 < k < n:
+            raise WSOLError(
+                f"data.holdout={self.holdout}: holds out {k} of the {n} images of the "
+                f"{self.splits[stage]} split; both parts need at least one"
+            )
+        order = np.random.RandomState(self.holdout_seed).permutation(n)
+        return HeldOut(ds, sorted(order[:k] if stage == "val" else order[k:]))
 
     def eval_view(self, stage: str) -> Dataset:
         """The data set of ``stage`` as evaluation sees it: whole images resized to the
@@ -232,7 +280,7 @@ class WSOLDataModule(pl.LightningDataModule):
         if stage != "train":
             return self.dataset(stage)
         tf = build_transform(False, self.eval_input_size, self.mean, self.std)
-        return self.dataset_factory(split=self.splits["train"], transform=tf)
+        return self._part("train", self.dataset_factory(split=self.splits["train"], transform=tf))
 
     @property
     def num_classes(self) -> int:
