@@ -427,7 +427,9 @@ def test_checkpoint_gives_the_run_metrics_and_exported_maps_round_trip(tiny_run,
     )
     assert r.returncode == 0, r.stderr[-3000:]
     trained, got = metrics_of(tiny_run), metrics_of(out)
-    skip = {"train_seconds", "total_seconds", "machine"}
+    from wsol.pipeline import VOLATILE_METRICS
+
+    skip = VOLATILE_METRICS
     skip |= {"precision", "channels_last", "cpu_isa", "cpu_bf16"}  # how training ran
     for key in set(trained) - skip:
         assert got[key] == trained[key], key

@@ -205,6 +205,13 @@ def train_and_evaluate(cfg: DictConfig, net_state: dict | None = None) -> dict:
     return metrics
 
 
+#: metrics.json keys that measure wall time or name the machine: two identical runs differ
+#: only there
+VOLATILE_METRICS = frozenset(
+    {"train_seconds", "total_seconds", "test_seconds", "test_seconds_per_image", "machine"}
+)
+
+
 def evaluate_network(
     cfg: DictConfig, net, dm, localizer, protocols: dict, out: Path, logger=None
 ) -> dict:

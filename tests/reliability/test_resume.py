@@ -19,12 +19,12 @@ import pytest
 import torch
 
 from tests.helpers import TINY, compose_config
-from wsol.pipeline import train_and_evaluate
+from wsol.pipeline import VOLATILE_METRICS, train_and_evaluate
 
 #: 3 epochs of 12 steps (48 images, batch 4): a kill lands inside training
 RESUME = [*TINY, "trainer.max_epochs=3", "data.batch_size=4"]
 #: what differs between any two runs: wall-clock times and the machine's description
-VOLATILE = {"train_seconds", "total_seconds", "machine"}
+VOLATILE = VOLATILE_METRICS
 
 
 def stable_metrics(folder: Path) -> dict:
