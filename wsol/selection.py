@@ -42,11 +42,13 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "BASIC_SWEEPER",
+    "RESULTS_FILE",
     "STORAGE_FILE",
     "add_objective",
     "best_trial",
     "check_selection",
     "check_sweeper",
+    "completed_trials",
     "number_trial",
     "objective_key",
     "random_sampler",
@@ -60,6 +62,8 @@ __all__ = [
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 #: the Optuna study of a search, in its sweep folder
 STORAGE_FILE = "optuna.db"
+#: what the Optuna sweeper writes into the sweep folder when a search ends
+RESULTS_FILE = "optimization_results.yaml"
 #: the folder of trial N inside the sweep folder (hydra.sweep.subdir of hparams_search)
 TRIAL_DIR = "trial_{}"
 #: where `score_best_trial` writes the test of the best trial, inside the sweep folder
@@ -203,7 +207,7 @@ def optuna_sqlite(folder: str) -> str:
     return f"sqlite:///{path / STORAGE_FILE}"
 
 
-def _finished(storage_url: str, study_name: str) -> list:
+def completed_trials(storage_url: str, study_name: str) -> list:
     """The finished (COMPLETE) trials of the study, [] when it does not exist yet."""
     import optuna
     from optuna.trial import TrialState
@@ -228,7 +232,7 @@ def trials_to_go(total, storage_url: str, study_name: str) -> int:
         n = 0
     if isinstance(total, bool) or n < 1 or str(n) != str(total).strip():
         raise WSOLError(f"search_trials={total}: must be a positive integer")
-    done = len(_finished(str(storage_url), str(study_name)))
+    done = len(completed_trials(str(storage_url), str(study_name)))
     if done:
         log.info(
             "study %s: %d of %d trials finished; running %d", study_name, done, n, max(0, n - done)
@@ -319,7 +323,7 @@ def best_trial(sweep_dir: str | Path, check: bool = True) -> tuple[Path, dict]:
     split only (run without ``search=true``, so the search chose it by test numbers) or
     whose folder does not hold the study's best value."""
     sweep = Path(sweep_dir).expanduser()
-    results = sweep / "optimization_results.yaml"
+    results = sweep / RESULTS_FILE
     if not results.is_file():
         raise WSOLError(
             f"{sweep}: no optimization_results.yaml, so not a finished search (the Optuna "

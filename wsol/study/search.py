@@ -77,12 +77,12 @@ def selection_command(
 
 def finished_trials(run: Run) -> int:
     """How many trials of the cell's search have finished (0 before it starts)."""
-    db = run.folder / SEARCH_DIR / "optuna.db"
+    from wsol.selection import STORAGE_FILE, completed_trials
+
+    db = run.folder / SEARCH_DIR / STORAGE_FILE
     if not db.is_file():
         return 0
-    from wsol.selection import _finished
-
-    return len(_finished(f"sqlite:///{db.resolve()}", space(run)))
+    return len(completed_trials(f"sqlite:///{db.resolve()}", space(run)))
 
 
 def launch_cells(
@@ -95,6 +95,8 @@ def launch_cells(
     """Run each unfinished cell of the search sweep: its search (or the rest of it),
     then its test; returns the failures, one line each. A failed cell does not stop the
     next ones."""
+    from wsol.selection import RESULTS_FILE
+
     assert sweep.search is not None
     failures = []
     for run in cells:
@@ -103,8 +105,7 @@ def launch_cells(
         t0 = time.time()
         have = finished_trials(run)
         steps = []
-        results = run.folder / SEARCH_DIR / "optimization_results.yaml"
-        if have < sweep.search.trials or not results.is_file():
+        if have < sweep.search.trials or not (run.folder / SEARCH_DIR / RESULTS_FILE).is_file():
             steps.append(("search", search_command(sweep, run, launcher, extra)))
         steps.append(("test", selection_command(sweep, run, extra)))
         print(
@@ -112,11 +113,12 @@ def launch_cells(
             f"{have}/{sweep.search.trials} trials finished",
             flush=True,
         )
+        failed = None
         for what, cmd in steps:
             print(f"  {shlex.join(['python', *cmd[1:]])}", flush=True)
             rc = subprocess.call(cmd)
             if rc != 0:
-                failures.append(f"sweep {sweep.name}: cell {run.name}: its {what} exited {rc}")
+                failed = f"its {what} exited {rc}"
                 break
         refresh([run])
         print(
@@ -124,8 +126,8 @@ def launch_cells(
             f"{'tested' if run.done else 'unfinished'} after {time.time() - t0:.0f} s",
             flush=True,
         )
-        if not run.done and not any(run.name in f for f in failures):
-            failures.append(f"sweep {sweep.name}: cell {run.name}: no test written")
+        if failed or not run.done:
+            failures.append(f"sweep {sweep.name}: cell {run.name}: {failed or 'no test written'}")
     return failures
 
 
@@ -137,7 +139,9 @@ def selected(run: Run) -> dict | None:
         return None
     from omegaconf import OmegaConf
 
-    results = run.folder / SEARCH_DIR / "optimization_results.yaml"
+    from wsol.selection import RESULTS_FILE, TRIAL_DIR
+
+    results = run.folder / SEARCH_DIR / RESULTS_FILE
     params: dict = {}
     if results.is_file():
         best = OmegaConf.to_container(OmegaConf.load(results))
@@ -145,7 +149,7 @@ def selected(run: Run) -> dict | None:
     params.pop("search_trial", None)
     m = run.metrics or {}
     key = m.get("selected_by")
-    trials = len(list((run.folder / SEARCH_DIR).glob("trial_*/metrics.json")))
+    trials = len(list((run.folder / SEARCH_DIR).glob(f"{TRIAL_DIR.format('*')}/metrics.json")))
     return {
         "space": space(run),
         "trials": trials,
