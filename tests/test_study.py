@@ -88,6 +88,9 @@ def test_study_runs_skips_finished_and_reruns_only_the_missing(tmp_path, capsys)
     ]
     assert _row(md, "tiny-GMP")[3] == "—"  # nothing published for GMP
     assert "| Hardware |" in md and "cores" in md and "| Remake | `make study STUDY=tiny`" in md
+    from wsol.hardware import cpu_info  # the header names the CPU kind the runs recorded
+
+    assert f"({cpu_info().isa}, " in md
     for fig in ("tiny_cams.png", "tiny_threshold.png", "tiny_boxes.png"):
         assert (results / fig).stat().st_size > 1000, fig
         assert f"]({fig})" in md

@@ -122,6 +122,18 @@ def _source_line(source: Mapping[str, Any]) -> str:
     return "; ".join([t for t in [text, *extra] if t])
 
 
+def machine_kind(metrics: Mapping[str, Any]) -> str:
+    """A run's machine with its CPU kind, from its metrics.json (``machine``, ``cpu_isa``,
+    ``cpu_bf16``; older runs lack the last two)."""
+    text = str(metrics.get("machine") or "not recorded")
+    kind = []
+    if metrics.get("cpu_isa"):
+        bf16 = metrics.get("cpu_bf16")
+        native = "" if bf16 is None else (", native bf16" if bf16 else ", no native bf16")
+        kind.append(f"{metrics['cpu_isa']}{native}")
+    return f"{text} ({'; '.join(kind)})" if kind else text
+
+
 def settings_line(study: Study) -> str:
     """The header's settings: the experiment, as the overrides it amounts to."""
     listed = " ".join(f"`{o}`" for o in study.settings.values())
@@ -155,7 +167,7 @@ def markdown(
         delta=study.delta,
     )
     done = [r for r in runs if r.done]
-    machines = sorted({str(r.metrics.get("machine") or "not recorded") for r in done})
+    machines = sorted({machine_kind(r.metrics) for r in done})
     lines = [f"# {study.title}", ""]
     if study.description:
         lines += [study.description, ""]
