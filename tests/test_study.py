@@ -280,3 +280,63 @@ def test_studies_sharing_a_runs_folder_agree_on_every_shared_run(tmp_path):
     synthetic = {p.parent.name for p in folders if p.parent.name == "synthetic"}
     assert synthetic == {"synthetic"}
     assert shared > 40  # the twins reuse gap_vs_gmp's trainings, table2 reuses table1's
+
+
+def test_a_run_reading_an_absent_checkpoint_is_blocked_until_redo(tmp_path, monkeypatch, capsys):
+    """A clone keeps no checkpoints: a run that evaluates a finished run's checkpoint is
+    not launched (one line naming the file and the remedy); --redo sets the finished run
+    and every run reading from it aside (nothing deleted), which unblocks it."""
+    import wsol.study.launching as study_mod
+    from wsol.study.plan import dependents, missing_inputs
+
+    path = REPO / "experiments" / "posthoc_maps.yaml"
+    study = load_study(path)
+    _, runs_dir = resolve_paths(study, tmp_path)
+    runs = expand_runs(study, runs_dir)
+    sampled = [r for r in runs if r.sweep == "gap_sampled"]
+    for r in runs:  # everything finished but SS-CAM and IS-CAM; no checkpoint kept
+        if r.sweep != "gap_sampled":
+            r.folder.mkdir(parents=True)
+            (r.folder / "metrics.json").write_text("{}")
+    producer = runs_dir / "tiny_gap-cam-s0"
+    (producer / "checkpoints").mkdir()  # a folder, but not the checkpoint the runs read
+    from wsol.study.plan import refresh
+
+    refresh(runs)
+    missing = missing_inputs(runs, runs_dir)
+    assert sorted(missing) == sorted(r.name for r in sampled)
+    line = missing["tiny_gap-sscam-s0"]
+    assert str(producer / "checkpoints" / "last.ckpt") in line and "--redo tiny_gap-cam-s0" in line
+
+    calls = []
+    monkeypatch.setattr(study_mod.subprocess, "call", lambda cmd: calls.append(cmd) or 0)
+    failures = study_mod.launch(study, runs, runs_dir)
+    assert calls == [] and failures == [f"sweep gap_sampled: not launched: {line}"]
+
+    # the dry run says what --redo would make again; it changes nothing
+    assert main([str(path), "--results-dir", str(tmp_path), "--dry-run"]) == 0
+    assert "(blocked: " in capsys.readouterr().out
+    argv = [str(path), "--results-dir", str(tmp_path), "--dry-run", "--redo", "tiny_gap-cam-s0"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    again = [ln.split()[0] for ln in out.splitlines() if "--redo: would be made again" in ln]
+    assert again == [r.name for r in dependents(runs, ["tiny_gap-cam-s0"], runs_dir) if r.done]
+    assert "tiny_gap-cam-s0" in again and "tiny_gap-scorecam-s0" in again
+    assert not any(n.endswith(("-s1", "-s2")) or n.startswith("alexnet") for n in again)
+    assert "(blocked: " not in out and (producer / "metrics.json").is_file()
+
+    set_aside = study_mod.redo(runs, ["tiny_gap-cam-s0"], runs_dir)
+    assert [r.name for r in set_aside] == again
+    for r in set_aside:
+        assert not r.done and (r.folder / "metrics.before_redo_1.json").read_text() == "{}"
+    assert (producer / "checkpoints.before_redo_1").is_dir()
+    assert not (producer / "checkpoints").exists()
+    assert (runs_dir / "tiny_gap-cam-s1" / "metrics.json").is_file()
+    assert missing_inputs(runs, runs_dir) == {}  # the producer is to do: no longer blocked
+    (producer / "metrics.json").write_text("{}")  # made again; a second redo keeps both
+    refresh(runs)
+    study_mod.redo(runs, ["tiny_gap-cam-s0"], runs_dir)
+    assert (producer / "metrics.before_redo_2.json").is_file()
+
+    with pytest.raises(WSOLError, match=r"--redo tiny_gap-cam-s9: .*did you mean tiny_gap-cam-s"):
+        study_mod.redo(runs, ["tiny_gap-cam-s9"], runs_dir)

@@ -11,8 +11,24 @@ from pathlib import Path
 
 from wsol.cli import CONF_DIR, check_overrides, fail
 from wsol.errors import WSOLError
-from wsol.study.launching import check_env, launch, parse_only, sweep_command
-from wsol.study.plan import Run, drift, expand_runs, refresh, resolve_paths
+from wsol.study.launching import (
+    check_env,
+    check_names,
+    launch,
+    parse_only,
+    redo,
+    sweep_command,
+)
+from wsol.study.plan import (
+    Run,
+    dependents,
+    drift,
+    expand_runs,
+    inputs,
+    missing_inputs,
+    refresh,
+    resolve_paths,
+)
 from wsol.study.spec import Study, load_study
 from wsol.study.tables import display, write_outputs
 
@@ -29,10 +45,14 @@ def study_path(arg: str) -> Path:
     return p
 
 
-def dry_run_report(study: Study, runs: Sequence[Run], runs_dir: Path, launcher, extra) -> str:
+def dry_run_report(
+    study: Study, runs: Sequence[Run], runs_dir: Path, launcher, extra, again: Sequence[str] = ()
+) -> str:
     lines = [
         f"study {study.name}: {sum(r.done for r in runs)}/{len(runs)} runs finished ({runs_dir})"
     ]
+    redone = {r.name for r in dependents(runs, again, runs_dir)} if again else set()
+    missing = missing_inputs(runs, runs_dir)
     for sweep in study.sweeps:
         mine = [r for r in runs if r.sweep == sweep.name]
         lines.append(f"\nsweep {sweep.name}: {sum(r.done for r in mine)}/{len(mine)} finished")
@@ -41,6 +61,10 @@ def dry_run_report(study: Study, runs: Sequence[Run], runs_dir: Path, launcher, 
             state = "done" if r.done else ("started, unfinished" if r.folder.exists() else "to do")
             if r.done and fewer:
                 state += f" (made without: {' '.join(fewer)})"
+            if r.done and r.name in redone:
+                state += " (--redo: would be made again)"
+            elif r.name in missing and not any(p in redone for p, _ in inputs(r, runs_dir)):
+                state += f" (blocked: {missing[r.name].split(' needs ', 1)[1]})"
             lines.append(f"  {r.name:<48} {state}")
         if sweep.search is not None:  # search-then-test cells: each its own commands
             from wsol.study.search import finished_trials, search_command, selection_command
@@ -101,6 +125,15 @@ def parser() -> argparse.ArgumentParser:
         "still lists every planned run",
     )
     p.add_argument(
+        "--redo",
+        action="append",
+        default=[],
+        metavar="RUN[,RUN...]",
+        help="make these finished runs again, and every run that reads from them (their "
+        "checkpoints); their metrics.json and checkpoints/ are kept as *.before_redo_N. "
+        "For a clone, which keeps no checkpoints, before runs that evaluate one",
+    )
+    p.add_argument(
         "--results-dir",
         default=None,
         help="where NAME.csv/.md and runs/ go (default: results/ beside experiments/)",
@@ -123,11 +156,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         only = parse_only(args.only)
         runs = expand_runs(study, runs_dir)
         refresh(runs)
+        again = [n for item in args.redo for n in item.split(",") if n]
+        check_names(runs, again)
         if args.dry_run:
-            print(dry_run_report(study, runs, runs_dir, args.launcher, args.overrides))
+            print(dry_run_report(study, runs, runs_dir, args.launcher, args.overrides, again))
             return 0
+        if again and args.tables_only:
+            raise WSOLError("--redo makes runs again; it cannot go with --tables-only")
         failures: list[str] = []
         if not args.tables_only:
+            if again:
+                redo(runs, again, runs_dir)
             if any(not r.done for r in runs):
                 check_env(study)
             failures = launch(study, runs, runs_dir, args.launcher, args.overrides, only)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import difflib
 import os
 import shlex
 import subprocess
@@ -22,7 +23,7 @@ from pathlib import Path
 from wsol.errors import WSOLError
 from wsol.io import atomic_open
 from wsol.study.overrides import render_value
-from wsol.study.plan import IDENTITY, Run, matches, refresh, sweep_base
+from wsol.study.plan import IDENTITY, Run, dependents, matches, missing_inputs, refresh, sweep_base
 from wsol.study.spec import Study, Sweep
 
 #: the override the driver adds to every job (not part of a run's identity)
@@ -75,6 +76,41 @@ def parse_only(items: Sequence[str]) -> dict[str, list[str]]:
     return out
 
 
+def check_names(runs: Sequence[Run], names: Sequence[str], flag: str = "--redo") -> None:
+    """A one-line error for a name that is not one of the study's runs."""
+    known = {r.name for r in runs}
+    for name in names:
+        if name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=3)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise WSOLError(f"{flag} {name}: no run of this study has that name{hint}")
+
+
+def redo(runs: Sequence[Run], names: Sequence[str], runs_dir: Path) -> list[Run]:
+    """``--redo NAME``: make the finished runs ``names`` again, and every run that reads
+    from them (another run's checkpoint), which would otherwise keep numbers of the
+    network that is replaced. Nothing is deleted: each one's ``metrics.json`` becomes
+    ``metrics.before_redo_N.json`` and its ``checkpoints/`` ``checkpoints.before_redo_N/``
+    (N the first free number), so the run counts as unfinished and is trained or evaluated
+    from the start. Returns the runs set aside."""
+    check_names(runs, names)
+    chosen = [r for r in dependents(runs, names, runs_dir) if r.done]
+    for r in chosen:
+        n = 1
+        while (r.folder / f"metrics.before_redo_{n}.json").exists() or (
+            r.folder / f"checkpoints.before_redo_{n}"
+        ).exists():
+            n += 1
+        if (r.folder / "checkpoints").exists():
+            (r.folder / "checkpoints").rename(r.folder / f"checkpoints.before_redo_{n}")
+        (r.folder / "metrics.json").rename(r.folder / f"metrics.before_redo_{n}.json")
+        print(
+            f"[redo] {r.name}: metrics.json set aside as metrics.before_redo_{n}.json", flush=True
+        )
+    refresh(runs)
+    return chosen
+
+
 def narrowed(sweep: Sweep, selected: Sequence[Run]) -> Sweep:
     """The sweep with each swept key's values cut to those of the selected runs."""
     keep = {
@@ -97,6 +133,7 @@ def launch(
     (identity key -> values) restricts the launch to the matching runs; the table still
     shows every planned run."""
     failures = []
+    missing = missing_inputs(runs, runs_dir)
     for sweep in study.sweeps:
         mine = [r for r in runs if r.sweep == sweep.name]
         if only:
@@ -104,6 +141,10 @@ def launch(
             if not mine:
                 continue
         todo = [r for r in mine if not r.done]
+        blocked = [missing[r.name] for r in todo if r.name in missing]
+        if blocked:  # every job would fail alike: say why once, launch the next sweeps
+            failures.append(f"sweep {sweep.name}: not launched: {blocked[0]}")
+            continue
         if sweep.search is not None and todo:  # search-then-test cells, one by one
             from wsol.study.search import launch_cells
 

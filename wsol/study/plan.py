@@ -255,6 +255,58 @@ def expand_runs(study: Study, runs_dir: Path) -> list[Run]:
     return runs
 
 
+def inputs(run: Run, runs_dir: Path) -> list[tuple[str, Path]]:
+    """What ``run`` reads from other runs: (the producing run's name, path) for each
+    setting whose value is a path in the runs folder (``{runs}/NAME/...`` in a study file,
+    such as another run's checkpoint as ``model.weights``), resolved for this run."""
+    out = []
+    for value in run.expected.values():
+        with contextlib.suppress(ValueError):
+            value = json.loads(value)
+        if not isinstance(value, str):
+            continue
+        path = Path(value)
+        with contextlib.suppress(ValueError):
+            rel = path.relative_to(runs_dir)
+            if rel.parts:
+                out.append((rel.parts[0], path))
+    return out
+
+
+def missing_inputs(runs: Sequence[Run], runs_dir: Path) -> dict[str, str]:
+    """Unfinished run name -> a one-line reason, for each run that reads a path another,
+    *finished* run should hold but does not (a clone keeps no checkpoints): it would fail
+    however often it is launched, until that run is made again (``--redo NAME``)."""
+    by_name = {r.name: r for r in runs}
+    out = {}
+    for r in runs:
+        if r.done:
+            continue
+        for producer, path in inputs(r, runs_dir):
+            made_by = by_name.get(producer)
+            if made_by is not None and made_by.done and not path.exists():
+                out[r.name] = (
+                    f"{r.name} needs {path}, absent although {producer} is finished (a clone "
+                    f"keeps no checkpoints); make it again with --redo {producer}"
+                )
+                break
+    return out
+
+
+def dependents(runs: Sequence[Run], names: Sequence[str], runs_dir: Path) -> list[Run]:
+    """The runs ``names`` and every run that reads from them, directly or through another
+    (in study order): what making those runs again makes stale."""
+    chosen = set(names)
+    grew = True
+    while grew:
+        grew = False
+        for r in runs:
+            if r.name not in chosen and any(p in chosen for p, _ in inputs(r, runs_dir)):
+                chosen.add(r.name)
+                grew = True
+    return [r for r in runs if r.name in chosen]
+
+
 def refresh(runs: Sequence[Run]) -> None:
     """Read each run's metrics.json (None when absent or unreadable), its recorded
     overrides and choices, and a finished run's resolved config."""
