@@ -340,3 +340,31 @@ def test_a_run_reading_an_absent_checkpoint_is_blocked_until_redo(tmp_path, monk
 
     with pytest.raises(WSOLError, match=r"--redo tiny_gap-cam-s9: .*did you mean tiny_gap-cam-s"):
         study_mod.redo(runs, ["tiny_gap-cam-s9"], runs_dir)
+
+
+def test_the_hardware_line_says_which_runs_ran_on_which_cpu_kind(tmp_path):
+    from types import SimpleNamespace
+
+    from wsol.study.tables import hardware_line
+
+    def run(name, isa, bf16, precision):
+        metrics = {"machine": "AMD EPYC, 2/2 cores", "cpu_isa": isa, "cpu_bf16": bf16}
+        return SimpleNamespace(name=name, metrics={**metrics, "precision": precision})
+
+    old = [run(f"a-s{i}", "AVX2", False, "32-true") for i in range(3)]
+    assert hardware_line(old) == "AMD EPYC, 2/2 cores (AVX2, no native bf16), trained in 32-true"
+    new = run("b-s0", "AVX512", True, "bf16-mixed")
+    evaluated = run("c-s0", "AVX2", False, "none (train=false)")  # trained nothing
+    assert hardware_line([*old, new, evaluated]) == (
+        "AMD EPYC, 2/2 cores (AVX2, no native bf16), trained in 32-true: 4 runs · "
+        "AMD EPYC, 2/2 cores (AVX512, native bf16), trained in bf16-mixed: 1 run (`b-s0`)"
+    )
+    # a search cell's test trains nothing: its trials' precision is what it trained in
+    cell = run("d-s0-search5", "AVX512", True, "none (train=false)")
+    cell.folder = tmp_path
+    (tmp_path / "search" / "trial_0").mkdir(parents=True)
+    (tmp_path / "search" / "trial_0" / "metrics.json").write_text('{"precision": "bf16-mixed"}')
+    assert hardware_line([cell]).endswith("(AVX512, native bf16), trained in bf16-mixed")
+    assert hardware_line([]).startswith("— (no finished runs")
+    older = SimpleNamespace(name="c", metrics={"machine": "x"})  # before cpu_isa was recorded
+    assert hardware_line([older]) == "x"

@@ -5,6 +5,8 @@ multirun of each sweep), from whatever runs have finished. The table text itself
 
 from __future__ import annotations
 
+import contextlib
+import json
 import math
 import os
 import shlex
@@ -16,7 +18,7 @@ from wsol.io import write_csv, write_text
 from wsol.report import tables
 from wsol.study.launching import SKIP_DONE, sweep_command
 from wsol.study.plan import Run, drift, matches
-from wsol.study.search import search_command, selection_command, selection_table
+from wsol.study.search import SEARCH_DIR, search_command, selection_command, selection_table
 from wsol.study.spec import Study
 
 
@@ -134,6 +136,57 @@ def machine_kind(metrics: Mapping[str, Any]) -> str:
     return f"{text} ({'; '.join(kind)})" if kind else text
 
 
+def _trained_in(run: Run) -> set[str]:
+    """The precision a run trained in; for a search cell's test (which trains nothing)
+    its trials' precisions; empty for a run that trained nothing."""
+
+    def precision(metrics: Mapping[str, Any]) -> list[str]:
+        p = metrics.get("precision")
+        return [] if not p or str(p).startswith("none") else [str(p)]
+
+    own = precision(run.metrics)
+    folder = getattr(run, "folder", None)
+    if own or folder is None:
+        return set(own)
+    from wsol.selection import TRIAL_DIR
+
+    out: set[str] = set()
+    for f in (folder / SEARCH_DIR).glob(f"{TRIAL_DIR.format('*')}/metrics.json"):
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            out.update(precision(json.loads(f.read_text(encoding="utf-8"))))
+    return out
+
+
+def hardware_line(done: Sequence[Run], most: int = 6) -> str:
+    """The header's hardware: each machine kind (and precision) the finished runs ran on;
+    when they are several, how many runs each and, for all but the commonest, which."""
+    if not done:
+        return "— (no finished runs yet)"
+    groups: dict[str, list[str]] = {}
+    precisions: dict[str, set[str]] = {}
+    for r in done:
+        kind = machine_kind(r.metrics)
+        groups.setdefault(kind, []).append(r.name)
+        precisions.setdefault(kind, set()).update(_trained_in(r))
+
+    def label(kind: str) -> str:
+        trained = ", ".join(sorted(precisions[kind]))
+        return f"{kind}, trained in {trained}" if trained else kind
+
+    if len(groups) == 1:
+        return label(next(iter(groups)))
+    order = sorted(groups, key=lambda k: (-len(groups[k]), k))
+    parts = []
+    for i, kind in enumerate(order):
+        names = groups[kind]
+        part = f"{label(kind)}: {len(names)} run{'s' if len(names) > 1 else ''}"
+        if i:  # the runs that differ from the commonest kind
+            shown = ", ".join(f"`{n}`" for n in names[:most])
+            part += f" ({shown}{', ...' if len(names) > most else ''})"
+        parts.append(part)
+    return " · ".join(parts)
+
+
 def settings_line(study: Study) -> str:
     """The header's settings: the experiment, as the overrides it amounts to."""
     listed = " ".join(f"`{o}`" for o in study.settings.values())
@@ -167,13 +220,12 @@ def markdown(
         delta=study.delta,
     )
     done = [r for r in runs if r.done]
-    machines = sorted({machine_kind(r.metrics) for r in done})
     lines = [f"# {study.title}", ""]
     if study.description:
         lines += [study.description, ""]
     header = [
         ("Data", study.data or "—"),
-        ("Hardware", "; ".join(machines) if machines else "— (no finished runs yet)"),
+        ("Hardware", hardware_line(done)),
         ("Settings", settings_line(study) + " (each sweep's own overrides: see *Runs* below)"),
         ("Published numbers", _source_line(study.source) or "none (nothing to compare with)"),
         ("Runs", f"{len(done)}/{len(runs)} finished, in `{display(runs_dir, results_dir)}/`"),
