@@ -196,3 +196,11 @@ def test_drift_follows_a_moved_runs_folder(tmp_path):
     )
     assert drift(_run(folder, {}, weights.format(runs))) == ([], [])
     assert drift(_run(folder, {}, weights.format(runs / "other")))[0] != []
+
+
+def test_a_group_choice_shows_in_the_resolved_config_when_hydra_yaml_is_gone(tmp_path):
+    """git keeps overrides.yaml and config.yaml, not hydra.yaml: a group the study now
+    names (pool=avg) that the run got by default is read from its option's own name."""
+    folder = _finished(tmp_path, ["localizer=cam"], CONFIG + "pool: {name: avg}\n")
+    assert drift(_run(folder, {}, "pool=avg")) == ([], [])
+    assert drift(_run(folder, {}, "pool=max"))[0] == ["pool=max"]

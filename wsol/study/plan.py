@@ -353,7 +353,11 @@ def _made_with(
     if is_group(key):
         if run.choices is not None and key in run.choices:
             return canonical(run.choices[key]) == value
-        # chosen by the experiment the run was made with (git keeps no hydra.yaml)
+        # git keeps no hydra.yaml: a group whose options carry their own name (model,
+        # pool) shows its choice in the resolved config.yaml
+        if run.resolved is not None and _value(run.resolved, f"{key}.name") == value:
+            return True
+        # chosen by the experiment the run was made with
         return by_experiment and key not in recorded
     # a config value: the run's resolved config.yaml holds what it was made with (a key
     # a run predates reads as null, the value that keeps the former behaviour)
