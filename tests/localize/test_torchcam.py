@@ -209,6 +209,24 @@ def test_replay_runs_an_input_that_differs_from_the_record():
     replay.rewind(recording=False)
     other = replay(b, run)
     assert len(calls) == 2 and torch.equal(other, run(b))
+    # the records hold no tensor: kept for a whole call between large short-lived
+    # batches, small tensors pinned glibc's heap (SS-CAM's process grew ~10 MB per pass)
+    assert not any(isinstance(v, torch.Tensor) for v in _leaves(replay.records))
+    # a replayed record is the recorded logits exactly, in their dtype (float64 here)
+    c = torch.randn(2, 3, 4, 4, dtype=torch.float64)
+    replay = _Replay(torch.tensor([0, 2]), 3)
+    first = replay(c, run)
+    replay.rewind(recording=False)
+    again = replay(c, run)
+    assert again.dtype == torch.float64 and torch.equal(again[:, [0, 2]], first[:, [0, 2]])
+
+
+def _leaves(x):
+    if isinstance(x, (list, tuple)):
+        for v in x:
+            yield from _leaves(v)
+    else:
+        yield x
 
 
 # ---- state after use and after errors ----------------------------------------------------
