@@ -139,6 +139,8 @@ ALLOWED = {
     ("wsol/models/module.py", "save"): "AtomicCheckpointIO into atomic_open's file object",
     ("wsol/models/weights.py", "fdopen"): "a download into a mkstemp file, then os.replace",
     ("wsol/models/weights.py", "replace"): "the download's rename",
+    ("wsol/study/launching.py", "rename"): "--redo sets a finished run's files aside: "
+    "a rename in the same folder, no content written",
 }
 WRITE_CALLS = {"save", "savez", "savez_compressed", "savefig", "to_csv", "to_json", "to_parquet",
                "write_bytes", "imwrite", "dump", "replace", "rename", "copyfile", "copy2", "move"}  # fmt: skip
