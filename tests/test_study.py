@@ -287,7 +287,7 @@ def test_a_run_reading_an_absent_checkpoint_is_blocked_until_redo(tmp_path, monk
     not launched (one line naming the file and the remedy); --redo sets the finished run
     and every run reading from it aside (nothing deleted), which unblocks it."""
     import wsol.study.launching as study_mod
-    from wsol.study.plan import dependents, missing_inputs
+    from wsol.study.plan import blocked_line, dependents, missing_inputs
 
     path = REPO / "experiments" / "posthoc_maps.yaml"
     study = load_study(path)
@@ -305,7 +305,7 @@ def test_a_run_reading_an_absent_checkpoint_is_blocked_until_redo(tmp_path, monk
     refresh(runs)
     missing = missing_inputs(runs, runs_dir)
     assert sorted(missing) == sorted(r.name for r in sampled)
-    line = missing["tiny_gap-sscam-s0"]
+    line = blocked_line("tiny_gap-sscam-s0", *missing["tiny_gap-sscam-s0"])
     assert str(producer / "checkpoints" / "last.ckpt") in line and "--redo tiny_gap-cam-s0" in line
 
     calls = []
@@ -349,7 +349,9 @@ def test_the_hardware_line_says_which_runs_ran_on_which_cpu_kind(tmp_path):
 
     def run(name, isa, bf16, precision):
         metrics = {"machine": "AMD EPYC, 2/2 cores", "cpu_isa": isa, "cpu_bf16": bf16}
-        return SimpleNamespace(name=name, metrics={**metrics, "precision": precision})
+        return SimpleNamespace(
+            name=name, folder=tmp_path / name, metrics={**metrics, "precision": precision}
+        )
 
     old = [run(f"a-s{i}", "AVX2", False, "32-true") for i in range(3)]
     assert hardware_line(old) == "AMD EPYC, 2/2 cores (AVX2, no native bf16), trained in 32-true"
@@ -366,5 +368,6 @@ def test_the_hardware_line_says_which_runs_ran_on_which_cpu_kind(tmp_path):
     (tmp_path / "search" / "trial_0" / "metrics.json").write_text('{"precision": "bf16-mixed"}')
     assert hardware_line([cell]).endswith("(AVX512, native bf16), trained in bf16-mixed")
     assert hardware_line([]).startswith("— (no finished runs")
-    older = SimpleNamespace(name="c", metrics={"machine": "x"})  # before cpu_isa was recorded
+    # a run from before cpu_isa was recorded
+    older = SimpleNamespace(name="c", folder=tmp_path / "c", metrics={"machine": "x"})
     assert hardware_line([older]) == "x"

@@ -24,7 +24,6 @@ from wsol.study.plan import (
     dependents,
     drift,
     expand_runs,
-    inputs,
     missing_inputs,
     refresh,
     resolve_paths,
@@ -63,8 +62,9 @@ def dry_run_report(
                 state += f" (made without: {' '.join(fewer)})"
             if r.done and r.name in redone:
                 state += " (--redo: would be made again)"
-            elif r.name in missing and not any(p in redone for p, _ in inputs(r, runs_dir)):
-                state += f" (blocked: {missing[r.name].split(' needs ', 1)[1]})"
+            elif r.name in missing and missing[r.name][0] not in redone:
+                producer, path = missing[r.name]
+                state += f" (blocked: {path} absent; make it again with --redo {producer})"
             lines.append(f"  {r.name:<48} {state}")
         if sweep.search is not None:  # search-then-test cells: each its own commands
             from wsol.study.search import finished_trials, search_command, selection_command

@@ -23,7 +23,16 @@ from pathlib import Path
 from wsol.errors import WSOLError
 from wsol.io import atomic_open
 from wsol.study.overrides import render_value
-from wsol.study.plan import IDENTITY, Run, dependents, matches, missing_inputs, refresh, sweep_base
+from wsol.study.plan import (
+    IDENTITY,
+    Run,
+    blocked_line,
+    dependents,
+    matches,
+    missing_inputs,
+    refresh,
+    sweep_base,
+)
 from wsol.study.spec import Study, Sweep
 
 #: the override the driver adds to every job (not part of a run's identity)
@@ -76,14 +85,14 @@ def parse_only(items: Sequence[str]) -> dict[str, list[str]]:
     return out
 
 
-def check_names(runs: Sequence[Run], names: Sequence[str], flag: str = "--redo") -> None:
-    """A one-line error for a name that is not one of the study's runs."""
+def check_names(runs: Sequence[Run], names: Sequence[str]) -> None:
+    """A one-line error for a ``--redo`` name that is not one of the study's runs."""
     known = {r.name for r in runs}
     for name in names:
         if name not in known:
             close = difflib.get_close_matches(name, sorted(known), n=3)
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
-            raise WSOLError(f"{flag} {name}: no run of this study has that name{hint}")
+            raise WSOLError(f"--redo {name}: no run of this study has that name{hint}")
 
 
 def redo(runs: Sequence[Run], names: Sequence[str], runs_dir: Path) -> list[Run]:
@@ -141,9 +150,10 @@ def launch(
             if not mine:
                 continue
         todo = [r for r in mine if not r.done]
-        blocked = [missing[r.name] for r in todo if r.name in missing]
+        blocked = [r.name for r in todo if r.name in missing]
         if blocked:  # every job would fail alike: say why once, launch the next sweeps
-            failures.append(f"sweep {sweep.name}: not launched: {blocked[0]}")
+            line = blocked_line(blocked[0], *missing[blocked[0]])
+            failures.append(f"sweep {sweep.name}: not launched: {line}")
             continue
         if sweep.search is not None and todo:  # search-then-test cells, one by one
             from wsol.study.search import launch_cells

@@ -273,8 +273,8 @@ def inputs(run: Run, runs_dir: Path) -> list[tuple[str, Path]]:
     return out
 
 
-def missing_inputs(runs: Sequence[Run], runs_dir: Path) -> dict[str, str]:
-    """Unfinished run name -> a one-line reason, for each run that reads a path another,
+def missing_inputs(runs: Sequence[Run], runs_dir: Path) -> dict[str, tuple[str, Path]]:
+    """Unfinished run name -> (producer, path) for each run that reads a path another,
     *finished* run should hold but does not (a clone keeps no checkpoints): it would fail
     however often it is launched, until that run is made again (``--redo NAME``)."""
     by_name = {r.name: r for r in runs}
@@ -285,23 +285,29 @@ def missing_inputs(runs: Sequence[Run], runs_dir: Path) -> dict[str, str]:
         for producer, path in inputs(r, runs_dir):
             made_by = by_name.get(producer)
             if made_by is not None and made_by.done and not path.exists():
-                out[r.name] = (
-                    f"{r.name} needs {path}, absent although {producer} is finished (a clone "
-                    f"keeps no checkpoints); make it again with --redo {producer}"
-                )
+                out[r.name] = (producer, path)
                 break
     return out
+
+
+def blocked_line(name: str, producer: str, path: Path) -> str:
+    """Why run ``name`` is not launched (an entry of `missing_inputs`), in one line."""
+    return (
+        f"{name} needs {path}, absent although {producer} is finished (a clone keeps no "
+        f"checkpoints); make it again with --redo {producer}"
+    )
 
 
 def dependents(runs: Sequence[Run], names: Sequence[str], runs_dir: Path) -> list[Run]:
     """The runs ``names`` and every run that reads from them, directly or through another
     (in study order): what making those runs again makes stale."""
+    reads = {r.name: {p for p, _ in inputs(r, runs_dir)} for r in runs}
     chosen = set(names)
     grew = True
     while grew:
         grew = False
         for r in runs:
-            if r.name not in chosen and any(p in chosen for p, _ in inputs(r, runs_dir)):
+            if r.name not in chosen and reads[r.name] & chosen:
                 chosen.add(r.name)
                 grew = True
     return [r for r in runs if r.name in chosen]

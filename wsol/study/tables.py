@@ -145,13 +145,12 @@ def _trained_in(run: Run) -> set[str]:
         return [] if not p or str(p).startswith("none") else [str(p)]
 
     own = precision(run.metrics)
-    folder = getattr(run, "folder", None)
-    if own or folder is None:
+    if own:
         return set(own)
     from wsol.selection import TRIAL_DIR
 
     out: set[str] = set()
-    for f in (folder / SEARCH_DIR).glob(f"{TRIAL_DIR.format('*')}/metrics.json"):
+    for f in (run.folder / SEARCH_DIR).glob(f"{TRIAL_DIR.format('*')}/metrics.json"):
         with contextlib.suppress(OSError, ValueError, AttributeError):
             out.update(precision(json.loads(f.read_text(encoding="utf-8"))))
     return out
